@@ -1,0 +1,89 @@
+"""Every exception peerbot raises, in one hierarchy.
+
+``PeerbotError`` is the root. Signalling errors carry the HTTP ``status`` and a ``code``;
+engine errors say which stage of the WebRTC flow failed. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class PeerbotError(Exception):
+    """Base class of all peerbot errors."""
+
+
+class ConfigurationError(PeerbotError, ValueError):
+    """A setting is missing or invalid; raised before any request is made."""
+
+
+# --- Orga signalling -----------------------------------------------------------------
+
+
+class OrgaAIError(PeerbotError):
+    """An Orga API call failed. ``status`` is the HTTP status (0 when no response came)."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "ORGA_ERROR") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class OrgaAIAuthenticationError(OrgaAIError):
+    """The API key or ephemeral token was refused (401, or 403 for a credential in the wrong place)."""
+
+    def __init__(self, message: str, *, status: int = 401, code: str = "AUTHENTICATION_ERROR") -> None:
+        super().__init__(message, status=status, code=code)
+
+
+class OrgaAIServerError(OrgaAIError):
+    """Any other failure: non-2xx status, timeout, network failure, or a malformed response."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "SERVER_ERROR") -> None:
+        super().__init__(message, status=status, code=code)
+
+
+# --- Orbit signalling ----------------------------------------------------------------
+
+
+class OrbitServerError(PeerbotError):
+    """An Orbit API call failed, with the server's ``status``, ``code`` and ``message``."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "server_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+# --- Engine and media ----------------------------------------------------------------
+
+
+class PeerConnectionError(PeerbotError):
+    """The WebRTC connection could not be set up or was lost."""
+
+
+class SdpError(PeerConnectionError):
+    """A session description could not be parsed or applied."""
+
+
+class IceFailedError(PeerConnectionError):
+    """ICE found no working candidate pair (wrong TURN credentials, unreachable peer...)."""
+
+
+class SessionEndedError(PeerConnectionError):
+    """The session ended without the application asking: ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MediaError(PeerbotError):
+    """A media source or sink could not be opened or failed."""
+
+
+class AudioDeviceError(MediaError):
+    """An audio device is missing, or the audio stack (PortAudio) is not installed."""

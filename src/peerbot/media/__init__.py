@@ -1,0 +1,1 @@
+"""Media: sources that feed tracks, sinks that consume frames, and frame streams."""
