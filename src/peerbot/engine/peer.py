@@ -1,0 +1,264 @@
+"""The engine: one WebRTC peer over aiortc's RTCPeerConnection, knowing nothing of signalling.
+
+It adds transceivers and data channels, gathers candidates non-trickle within a bound,
+applies the far side's description, and watches the connection. aiortc never reports
+``disconnected``, so a watchdog ends the peer when nothing (RTP, RTCP, SCTP) has arrived for
+``liveness_timeout`` seconds: a vanished far side is noticed in seconds, not at ICE consent
+expiry (30 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..errors import IceFailedError, PeerConnectionError, SdpError
+from ..media.streams import TrackReader
+from .datachannel import DataChannel
+from .ice import rtc_configuration
+from .stats import CallStats, StatsTracker
+
+log = logging.getLogger(__name__)
+
+Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
+PeerState = Literal["new", "connecting", "connected", "closed", "failed"]
+
+
+class Peer:
+    """A WebRTC peer connection with bounded gathering, liveness watchdog and frame readers.
+
+    ``audio`` and ``video`` are ``TrackReader``s for what the far side sends. ``closed()``
+    returns the reason the peer ended; ``error`` is that reason when the end was not asked for.
+    """
+
+    def __init__(
+        self,
+        ice_servers: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        relay_only: bool = False,
+        gather_timeout: float = 5.0,
+        liveness_timeout: float = 5.0,
+        stats_interval: float = 1.0,
+        codecs: Iterable[str] | None = None,
+    ) -> None:
+        self._pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
+        self.gather_timeout = gather_timeout
+        self.liveness_timeout = liveness_timeout
+        self.stats_interval = stats_interval
+        self.codecs = [c.lower() for c in codecs or []]
+        self.audio = TrackReader("audio")
+        self.video = TrackReader("video")
+        self.state: PeerState = "new"
+        self.error: str | None = None
+        self.end_reason: str | None = None
+        self._connected = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._stats = StatsTracker()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._channels: dict[str, DataChannel] = {}
+        self._incoming_channel = asyncio.Event()
+        self._pc.on("track", self._on_track)
+        self._pc.on("connectionstatechange", self._on_connection_state)
+        self._pc.on("datachannel", self._on_datachannel)
+
+    # --- building the offer -----------------------------------------------------------
+
+    def add_transceiver(self, kind: Literal["audio", "video"], track: MediaStreamTrack | None, direction: Direction) -> None:
+        """Add an audio or video transceiver; ``track`` is what we send (None sends nothing)."""
+        if track is not None and direction in ("recvonly", "inactive"):
+            direction = "sendrecv" if direction == "recvonly" else "sendonly"
+        transceiver = self._pc.addTransceiver(track or kind, direction=direction)
+        self._prefer_codecs(transceiver, kind)
+
+    def _prefer_codecs(self, transceiver: Any, kind: str) -> None:
+        if not self.codecs:
+            return
+        available = RTCRtpSender.getCapabilities(kind).codecs
+        chosen = [c for c in available if c.mimeType.split("/")[1].lower() in self.codecs]
+        if chosen:
+            transceiver.setCodecPreferences(chosen)
+
+    def create_data_channel(self, label: str) -> DataChannel:
+        """Open a data channel before the offer so that it is negotiated in it."""
+        channel = DataChannel(self._pc.createDataChannel(label))
+        self._channels[label] = channel
+        return channel
+
+    async def create_offer(self) -> str:
+        """Create the offer and gather candidates (non-trickle); return the complete SDP."""
+        self._set_state("connecting")
+        offer = await self._pc.createOffer()
+        await self._set_local(offer)
+        return self._pc.localDescription.sdp
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answer a far side's offer (the answerer's role); return the complete answer SDP."""
+        self._set_state("connecting")
+        await self._set_remote(sdp, "offer")
+        await self._set_local(await self._pc.createAnswer())
+        return self._pc.localDescription.sdp
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Apply the far side's answer; ``SdpError`` if it is malformed or does not fit."""
+        await self._set_remote(sdp, "answer")
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
+        if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+            raise SdpError(f"the {kind} is not an SDP (it must start with 'v=0')")
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except Exception as exc:  # aiortc raises ValueError, KeyError, InvalidStateError...
+            raise SdpError(f"the {kind} SDP could not be applied: {exc or type(exc).__name__}") from exc
+
+    async def _set_local(self, description: RTCSessionDescription) -> None:
+        self._bound_gathering()
+        try:
+            # The bound inside aioice covers STUN/TURN; this one guards against anything else.
+            await asyncio.wait_for(self._pc.setLocalDescription(description), self.gather_timeout + 5)
+        except asyncio.TimeoutError:
+            raise IceFailedError(f"ICE gathering did not finish within {self.gather_timeout + 5:g} s") from None
+        if not self.local_candidates():
+            raise IceFailedError(
+                "no ICE candidates were gathered: the STUN/TURN server refused or did not answer"
+                " (check the TURN credentials), and host candidates are not allowed or not present"
+            )
+
+    def _bound_gathering(self) -> None:
+        # aioice waits for STUN/TURN answers for a fixed 5 s; make that our configurable bound.
+        transports = [t.sender.transport for t in self._pc.getTransceivers() if t.sender.transport]
+        if self._pc.sctp is not None:
+            transports.append(self._pc.sctp.transport)
+        for dtls in transports:
+            connection = dtls.transport.iceGatherer._connection
+            if not isinstance(connection.get_component_candidates, functools.partial):
+                connection.get_component_candidates = functools.partial(
+                    connection.get_component_candidates, timeout=self.gather_timeout
+                )
+
+    def local_candidates(self) -> list[dict[str, Any]]:
+        """Candidates of the first (bundled) media section, as ``{candidate, sdpMid, sdpMLineIndex}``."""
+        description = self._pc.localDescription
+        if description is None:
+            return []
+        candidates: list[dict[str, Any]] = []
+        mid: str | None = None
+        index = -1
+        for line in description.sdp.splitlines():
+            if line.startswith("m="):
+                if index >= 0 and candidates:
+                    break
+                index += 1
+                mid = None
+            elif line.startswith("a=mid:"):
+                mid = line[6:]
+            elif line.startswith("a=candidate:"):
+                candidates.append({"candidate": line[2:], "sdpMid": mid, "sdpMLineIndex": index})
+        for candidate in candidates:
+            candidate["sdpMid"] = candidate["sdpMid"] or mid
+        return candidates
+
+    # --- while connected --------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        (self.audio if track.kind == "audio" else self.video).attach(track)
+
+    def _on_datachannel(self, channel: Any) -> None:
+        self._channels[channel.label] = DataChannel(channel)
+        self._incoming_channel.set()
+
+    def data_channel(self, label: str) -> DataChannel | None:
+        """The channel with this label, created here or opened by the far side."""
+        return self._channels.get(label)
+
+    def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        log.debug("connection state %s", state)
+        if state == "connected" and not self._ended.is_set():
+            self._set_state("connected")
+            self._connected.set()
+            if self._watchdog is None:
+                self._watchdog = asyncio.create_task(self._watch(), name="peerbot-liveness")
+        elif state == "failed":
+            asyncio.ensure_future(self._end("ICE failed: no candidate pair could connect", error=True))
+        elif state == "closed" and not self._ended.is_set():
+            asyncio.ensure_future(self._end("the far side closed the connection", error=True))
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait for DTLS to be up; raise if the peer ends or the timeout passes first."""
+        waiter = asyncio.ensure_future(self._connected.wait())
+        ender = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait({waiter, ender}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            ender.cancel()
+        if self._connected.is_set() and not self._ended.is_set():
+            return
+        if not self._ended.is_set():
+            await self._end(f"no connection within {timeout:g} s (ICE checks did not succeed)", error=True)
+            raise IceFailedError(self.error or "")
+        raise PeerConnectionError(self.end_reason or "the peer ended before connecting")
+
+    async def _watch(self) -> None:
+        last_count, last_seen = -1, time.monotonic()
+        while not self._ended.is_set():
+            await asyncio.sleep(self.stats_interval)
+            try:
+                self._stats.update(await self._pc.getStats())
+            except Exception:  # stats must never take the call down
+                log.debug("getStats failed", exc_info=True)
+                continue
+            now = time.monotonic()
+            if self._stats.transport_packets_received != last_count:
+                last_count, last_seen = self._stats.transport_packets_received, now
+            elif now - last_seen > self.liveness_timeout:
+                await self._end(
+                    f"the far side went silent: nothing received for {self.liveness_timeout:g} s", error=True
+                )
+                return
+
+    def stats(self) -> CallStats:
+        """The latest quality figures (refreshed every ``stats_interval`` seconds)."""
+        return self._stats.latest
+
+    # --- ending -----------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def closed(self) -> str:
+        """Wait until the peer has ended and return why."""
+        await self._ended.wait()
+        return self.end_reason or ""
+
+    async def close(self, reason: str = "closed by the application") -> None:
+        """Close the connection, stop readers and tasks; safe to call more than once."""
+        await self._end(reason, error=False)
+
+    async def _end(self, reason: str, *, error: bool) -> None:
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        self.end_reason = reason
+        self.error = reason if error else None
+        self._set_state("failed" if error else "closed")
+        if error:
+            log.info("peer ended: %s", reason)
+        await asyncio.gather(self.audio.stop(self.error), self.video.stop(self.error))
+        for channel in self._channels.values():
+            channel.hub.end(self.error)
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+        await self._pc.close()
+
+    def _set_state(self, state: PeerState) -> None:
+        self.state = state

@@ -1,0 +1,50 @@
+"""A base audio track that emits 20 ms frames on the wall clock, like a sound card would."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+FRAME_SECONDS = 0.020
+
+
+class PacedAudioTrack(MediaStreamTrack):
+    """Subclasses fill ``_next_samples(n)`` with int16 ``(channels, n)``; pacing is done here."""
+
+    kind = "audio"
+
+    def __init__(self, sample_rate: int = 48000, channels: int = 1) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self._samples_per_frame = int(sample_rate * FRAME_SECONDS)
+        self._pts = 0
+        self._start: float | None = None
+
+    def _next_samples(self, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += self._samples_per_frame
+            # Sleep to the frame's due time; if we fell behind, send at once to catch up.
+            wait = self._start + self._pts / self.sample_rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        data = self._next_samples(self._samples_per_frame)
+        layout = "mono" if self.channels == 1 else "stereo"
+        # Packed s16 wants one plane of interleaved samples: (1, n * channels).
+        frame = av.AudioFrame.from_ndarray(data.T.reshape(1, -1).copy(), format="s16", layout=layout)
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, self.sample_rate)
+        return frame

@@ -1,0 +1,108 @@
+"""Audio pushed by the application, like LiveKit's ``AudioSource.capture_frame``."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import av
+import numpy as np
+
+from ._paced import PacedAudioTrack
+
+
+class AudioSource(PacedAudioTrack):
+    """An audio track fed by ``await capture(pcm, sample_rate)``.
+
+    Audio is converted to the source's rate and channel count, queued (at most
+    ``queue_seconds``; ``capture`` waits while the queue is full) and sent in real-time 20 ms
+    frames. When the queue runs dry the track sends silence. ``clear()`` drops what is queued
+    (barge-in); ``wait_for_playout()`` returns once everything captured has been sent.
+    """
+
+    def __init__(self, sample_rate: int = 48000, channels: int = 1, *, queue_seconds: float = 1.0) -> None:
+        super().__init__(sample_rate=sample_rate, channels=channels)
+        self._capacity = int(queue_seconds * sample_rate)
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._queued = 0
+        self._space = asyncio.Condition()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._resamplers: dict[tuple[int, int], av.AudioResampler] = {}
+
+    @property
+    def queued_seconds(self) -> float:
+        """Audio waiting to be sent."""
+        return self._queued / self.sample_rate
+
+    async def capture(self, pcm: np.ndarray, sample_rate: int) -> None:
+        """Queue PCM: int16 or float in [-1, 1], shaped ``(n,)``, ``(channels, n)`` or ``(n, channels)``."""
+        data = self._convert(np.asarray(pcm), sample_rate)
+        start = 0
+        while start < data.shape[1]:
+            async with self._space:
+                await self._space.wait_for(lambda: self._queued < self._capacity)
+                take = min(self._capacity - self._queued, data.shape[1] - start)
+                self._chunks.append(data[:, start:start + take])
+                self._queued += take
+                self._drained.clear()
+            start += take
+
+    def clear(self) -> None:
+        """Drop all queued audio at once (the user started talking over the bot)."""
+        self._chunks.clear()
+        self._queued = 0
+        self._drained.set()
+        asyncio.ensure_future(self._notify_space())
+
+    async def wait_for_playout(self) -> None:
+        """Return when every captured sample has been handed to the sender."""
+        await self._drained.wait()
+
+    def _convert(self, pcm: np.ndarray, rate: int) -> np.ndarray:
+        if pcm.ndim == 1:
+            pcm = pcm.reshape(1, -1)
+        elif pcm.ndim == 2 and pcm.shape[0] > pcm.shape[1]:
+            pcm = pcm.T  # (n, channels) → (channels, n)
+        if pcm.dtype.kind == "f":
+            pcm = (np.clip(pcm, -1.0, 1.0) * 32767).astype(np.int16)
+        pcm = pcm.astype(np.int16, copy=False)
+        in_channels = pcm.shape[0]
+        if rate == self.sample_rate and in_channels == self.channels:
+            return pcm
+        key = (rate, in_channels)
+        if key not in self._resamplers:
+            self._resamplers[key] = av.AudioResampler(
+                format="s16", layout="mono" if self.channels == 1 else "stereo", rate=self.sample_rate
+            )
+        frame = av.AudioFrame.from_ndarray(
+            pcm.T.reshape(1, -1).copy(), format="s16", layout="mono" if in_channels == 1 else "stereo"
+        )
+        frame.sample_rate = rate
+        pieces = [p.to_ndarray().reshape(-1, self.channels).T for p in self._resamplers[key].resample(frame)]
+        if not pieces:
+            return np.zeros((self.channels, 0), dtype=np.int16)
+        return np.concatenate(pieces, axis=1)
+
+    def _next_samples(self, n: int) -> np.ndarray:
+        out = np.zeros((self.channels, n), dtype=np.int16)
+        filled = 0
+        while filled < n and self._chunks:
+            chunk = self._chunks[0]
+            take = min(n - filled, chunk.shape[1])
+            out[:, filled:filled + take] = chunk[:, :take]
+            if take == chunk.shape[1]:
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = chunk[:, take:]
+            filled += take
+        if filled:
+            self._queued -= filled
+            asyncio.ensure_future(self._notify_space())
+        if not self._chunks:
+            self._drained.set()
+        return out
+
+    async def _notify_space(self) -> None:
+        async with self._space:
+            self._space.notify_all()

@@ -1,0 +1,182 @@
+"""An Orga realtime session: the Orga client's signalling joined to one engine ``Peer``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..engine.peer import Peer, PeerState
+from ..engine.stats import CallStats
+from ..media.frames import AudioFrame, VideoFrame
+from ..media.recorder import Recorder
+from ..media.streams import ConvertedStream, audio_converter, video_converter
+from .client import OrgaClient
+from .events import Event, parse_event, session_update_message
+from .params import SessionParams, validate_params
+from .routes import DATA_CHANNEL_LABEL
+
+log = logging.getLogger(__name__)
+
+
+def track_of(source: Any, kind: str) -> MediaStreamTrack | None:
+    """The track of ``kind`` in a source: a track itself, or an object with ``.audio``/``.video``."""
+    if source is None:
+        return None
+    if isinstance(source, MediaStreamTrack):
+        if source.kind != kind:
+            raise TypeError(f"expected an {kind} track, got a {source.kind} track")
+        return source
+    return getattr(source, kind)
+
+
+class OrgaSession:
+    """A live Orga realtime session. Use ``async with peerbot.orga.connect(...) as session``.
+
+    Sends ``source``'s audio and ``video``'s video; receives the assistant's audio through
+    ``audio_frames()`` and data-channel events through ``events()``.
+    """
+
+    def __init__(
+        self,
+        source: Any = None,
+        video: Any = None,
+        *,
+        client: OrgaClient,
+        params: SessionParams,
+        ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
+        codecs: list[str] | None = None,
+        gather_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+        liveness_timeout: float = 5.0,
+        record: str | Path | None = None,
+    ) -> None:
+        self._client = client
+        self.params = params
+        self._ice_override = ice_servers
+        self._peer_options = dict(relay_only=relay_only, codecs=codecs, gather_timeout=gather_timeout,
+                                  liveness_timeout=liveness_timeout)
+        self._connect_timeout = connect_timeout
+        self._audio_track = track_of(source, "audio")
+        self._video_track = track_of(video, "video")
+        self._record_path = record
+        self.recorder: Recorder | None = None
+        self.peer: Peer | None = None
+        self.conversation_id: str | None = None
+
+    async def __aenter__(self) -> "OrgaSession":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Fetch the session config, negotiate the call, and wait until media can flow."""
+        try:
+            config = await self._client.get_session_config()
+            ice = self._ice_override if self._ice_override is not None else config.ice_servers
+            self.peer = peer = Peer(ice, **self._peer_options)
+            # The official client's shape: audio sendrecv, video sendonly, one data channel.
+            peer.add_transceiver("audio", self._audio_track, "sendrecv" if self._audio_track else "recvonly")
+            peer.add_transceiver("video", self._video_track, "sendonly")
+            self._channel = peer.create_data_channel(DATA_CHANNEL_LABEL)
+            sdp = await peer.create_offer()
+            answer, self.conversation_id = await self._client.create_call(
+                config.ephemeral_token, {"sdp": sdp, "type": "offer"}, peer.local_candidates(), self.params
+            )
+            await peer.accept_answer(answer["sdp"])
+            await peer.wait_connected(self._connect_timeout)
+            if self._record_path is not None:
+                self.recorder = Recorder(self._record_path)
+                self.recorder.start(peer.audio.hub.subscribe(500), peer.video.hub.subscribe(100))
+        except BaseException:
+            await self.close()
+            raise
+        finally:
+            await self._client.aclose()
+
+    # --- what the application reads ---------------------------------------------------
+
+    def audio_frames(self, sample_rate: int | None = None, channels: int | None = None,
+                     *, max_queue: int = 50) -> ConvertedStream[AudioFrame]:
+        """Received audio as int16 frames (48 kHz stereo unless asked otherwise)."""
+        return ConvertedStream(self._require_peer().audio.hub.subscribe(max_queue), audio_converter(sample_rate, channels))
+
+    def video_frames(self, format: str = "rgb24", *, max_queue: int = 30) -> ConvertedStream[VideoFrame]:
+        """Received video as numpy pictures."""
+        return ConvertedStream(self._require_peer().video.hub.subscribe(max_queue), video_converter(format))
+
+    def events(self) -> ConvertedStream[Event]:
+        """Typed data-channel events from the session's start (nothing is missed by subscribing late)."""
+        self._require_peer()
+        return ConvertedStream(self._channel.messages(), lambda message: [parse_event(message)])
+
+    async def update(self, *, voice: str | None = None, model: str | None = None, temperature: float | None = None,
+                     instructions: str | None = None, modalities: list[str] | None = None) -> None:
+        """Send ``session.update``; the server answers with ``session.updated`` in ``events()``."""
+        validate_params(voice=voice, model=model, temperature=temperature, modalities=modalities)
+        self._require_peer()
+        await self._channel.send(session_update_message(
+            voice=voice, model=model, temperature=temperature, instructions=instructions,
+            modalities=modalities or list(self.params.modalities)))
+
+    def stats(self) -> CallStats:
+        """Loss, jitter, RTT, bitrates and a MOS estimate, refreshed every second."""
+        return self._require_peer().stats()
+
+    @property
+    def state(self) -> PeerState:
+        return self.peer.state if self.peer else "new"
+
+    async def closed(self) -> str:
+        """Wait for the session to end and return why."""
+        return await self._require_peer().closed()
+
+    async def close(self) -> None:
+        """Hang up: close the peer connection, stop sources and the recorder."""
+        if self.recorder is not None:
+            await self.recorder.stop()
+        if self.peer is not None:
+            await self.peer.close()
+        for track in (self._audio_track, self._video_track):
+            if track is not None:
+                track.stop()
+
+    def _require_peer(self) -> Peer:
+        if self.peer is None:
+            raise RuntimeError("the session has not started: use 'async with connect(...) as session'")
+        return self.peer
+
+
+def connect(
+    source: Any = None,
+    video: Any = None,
+    *,
+    api_key: str | None = None,
+    user_email: str | None = None,
+    base_url: str | None = None,
+    voice: str = "alloy",
+    model: str = "orga-1-beta",
+    temperature: float = 0.5,
+    instructions: str | None = None,
+    modalities: tuple[str, ...] = ("audio", "video"),
+    return_transcription: bool = False,
+    history: bool = True,
+    timeout: float = 10.0,
+    **options: Any,
+) -> OrgaSession:
+    """Open an Orga realtime session: ``async with peerbot.orga.connect(source=Tone()) as s``.
+
+    Credentials fall back to ``ORGA_API_KEY``, ``ORGA_USER_EMAIL`` and ``ORGA_BASE_URL``.
+    Invalid settings raise ``ConfigurationError`` here, before any request. ``options`` go to
+    the session: ``ice_servers`` (override), ``relay_only``, ``codecs``, ``gather_timeout``,
+    ``connect_timeout``, ``liveness_timeout``, ``record``.
+    """
+    params = SessionParams(voice=voice, model=model, temperature=temperature, instructions=instructions,
+                           modalities=tuple(modalities), return_transcription=return_transcription, history=history)
+    client = OrgaClient(api_key=api_key, user_email=user_email, base_url=base_url, timeout=timeout)
+    return OrgaSession(source, video, client=client, params=params, **options)
