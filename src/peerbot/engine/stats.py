@@ -22,6 +22,7 @@ class CallStats:
 
     bitrate_in_kbps: float = 0.0
     bitrate_out_kbps: float = 0.0
+    packets_sent: int = 0
     packets_received: int = 0
     packets_lost: int = 0
     loss_percent: float = 0.0
@@ -61,7 +62,7 @@ class StatsTracker:
     def update(self, report: Any) -> CallStats:
         now = time.monotonic()
         bytes_in = bytes_out = 0
-        received = lost = 0
+        sent = received = lost = 0
         jitter_ms = 0.0
         rtts: list[float] = []
         remote_fraction: list[float] = []
@@ -75,6 +76,8 @@ class StatsTracker:
                 lost += max(0, stat.packetsLost)
                 clock = _AUDIO_CLOCK if stat.kind == "audio" else _VIDEO_CLOCK
                 jitter_ms = max(jitter_ms, stat.jitter / clock * 1000)
+            elif kind == "outbound-rtp":
+                sent += stat.packetsSent
             elif kind == "remote-inbound-rtp":
                 rtts.append(stat.roundTripTime * 1000)
                 remote_fraction.append(stat.fractionLost / 256 * 100)  # raw RTCP fraction, 0–255
@@ -89,6 +92,7 @@ class StatsTracker:
         self.latest = CallStats(
             bitrate_in_kbps=round(rate_in, 1),
             bitrate_out_kbps=round(rate_out, 1),
+            packets_sent=sent,
             packets_received=received,
             packets_lost=lost,
             loss_percent=round(loss, 2),

@@ -1,1 +1,18 @@
-"""Media: sources that feed tracks, sinks that consume frames, and frame streams."""
+"""Media: sources that feed tracks, sinks that consume frames, and frame streams.
+
+Importing this package never loads PortAudio: ``Microphone`` and ``Speaker`` open the audio
+stack only when they are created.
+"""
+
+from .app_source import AudioSource
+from .file import File
+from .frames import AudioFrame, VideoFrame
+from .microphone import Microphone
+from .recorder import Recorder
+from .speaker import Speaker
+from .synthetic import Silence, TestPattern, Tone, read_frame_counter
+
+__all__ = [
+    "AudioFrame", "AudioSource", "File", "Microphone", "Recorder", "Silence", "Speaker",
+    "TestPattern", "Tone", "VideoFrame", "read_frame_counter",
+]

@@ -99,10 +99,11 @@ class StreamHub(Generic[T]):
             sub._push(item)
 
     def end(self, error: str | None = None) -> None:
+        # A track may end (RTCP BYE) before the peer learns why: the reason still reaches readers.
+        self.error = self.error or error
         if self.ended:
             return
         self.ended = True
-        self.error = error
         for sub in list(self._subscribers):
             sub._wake()
 

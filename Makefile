@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine: `make run` (the main job) and `make test` (everything).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the tests drive for real: a PulseAudio null sink for the microphone test.
+TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 alsa-utils
+APT := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: run test install test-debs bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## make run: a 10-second call against the embedded Orga-compatible server, with a sample file.
+run: install
+	$(BIN)/peerbot call --source samples/hello.wav --video samples/pattern.mp4 --duration 10 --transcripts
+
+test-debs:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(APT) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(APT) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## make test: install everything the tests need (Debian packages included) and run them.
+test: install test-debs
+	$(BIN)/pytest -ra
+
+bench: install
+	$(BIN)/peerbot bench setup
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,184 @@
+"""The engine on its own: two peerbot Peers over real loopback UDP, DTLS/SRTP and codecs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from peerbot.engine.peer import Peer
+from peerbot.errors import IceFailedError, SdpError, SessionEndedError
+from peerbot.media import AudioSource, TestPattern, Tone, read_frame_counter
+from peerbot.media.streams import ConvertedStream, audio_converter, video_converter
+
+from media_checks import dominant_frequency, rms
+
+
+async def connect_pair(offerer: Peer, answerer: Peer) -> None:
+    offer = await offerer.create_offer()
+    answer = await answerer.accept_offer(offer)
+    await offerer.accept_answer(answer)
+    await asyncio.gather(offerer.wait_connected(), answerer.wait_connected())
+
+
+async def collect_audio(peer: Peer, seconds: float, rate: int = 16000) -> np.ndarray:
+    stream = ConvertedStream(peer.audio.hub.subscribe(500), audio_converter(rate, 1))
+    chunks, total = [], 0
+    async for frame in stream:
+        chunks.append(frame.data[0])
+        total += frame.samples
+        if total >= seconds * rate:
+            break
+    stream.close()
+    return np.concatenate(chunks)
+
+
+@pytest.fixture
+async def peers():
+    made: list[Peer] = []
+
+    def make(**options) -> Peer:
+        peer = Peer([], **options)
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        await peer.close()
+
+
+async def test_tone_sent_by_offerer_arrives_at_answerer_with_its_frequency(peers):
+    a, b = peers(), peers()
+    a.add_transceiver("audio", Tone(440), "sendrecv")
+    b.add_transceiver("audio", Tone(880), "sendrecv")
+    await connect_pair(a, b)
+    heard_by_b, heard_by_a = await asyncio.gather(collect_audio(b, 1.0), collect_audio(a, 1.0))
+    assert abs(dominant_frequency(heard_by_b[-8000:], 16000) - 440) < 5
+    assert abs(dominant_frequency(heard_by_a[-8000:], 16000) - 880) < 5
+
+
+async def test_test_pattern_frame_counters_arrive_in_increasing_order(peers):
+    a, b = peers(), peers()
+    a.add_transceiver("video", TestPattern(), "sendonly")
+    await connect_pair(a, b)
+    stream = ConvertedStream(b.video.hub.subscribe(), video_converter("rgb24"))
+    counters = []
+    async for frame in stream:
+        counters.append(read_frame_counter(frame.data))
+        if len(counters) == 10:
+            break
+    assert counters == sorted(counters) and len(set(counters)) == 10
+    assert frame.width == 320 and frame.height == 240
+
+
+@pytest.mark.parametrize("codec", ["opus", "PCMU"])
+async def test_codec_preference_is_negotiated_and_audio_flows(peers, codec):
+    a, b = peers(codecs=[codec]), peers()
+    a.add_transceiver("audio", Tone(440), "sendrecv")
+    await connect_pair(a, b)
+    assert f"{codec}/" in a._pc.remoteDescription.sdp
+    negotiated = [line for line in a._pc.remoteDescription.sdp.splitlines() if line.startswith("a=rtpmap:")]
+    assert negotiated[0].split(" ")[1].lower().startswith(codec.lower())
+    heard = await collect_audio(b, 0.6)
+    assert abs(dominant_frequency(heard[-4000:], 16000) - 440) < 10
+
+
+async def test_app_pushed_audio_is_sent_paced_and_silence_follows_when_starved(peers):
+    source = AudioSource(sample_rate=48000)
+    a, b = peers(), peers()
+    a.add_transceiver("audio", source, "sendonly")
+    await connect_pair(a, b)
+    t = np.arange(16000) / 16000  # one second at 16 kHz mono float: converted by the source
+    await source.capture(0.5 * np.sin(2 * np.pi * 600 * t), 16000)
+    await source.wait_for_playout()
+    heard = await collect_audio(b, 1.5)
+    voiced = heard[: len(heard) // 2]
+    assert abs(dominant_frequency(voiced, 16000) - 600) < 10
+    assert rms(heard[-3200:]) < 50  # the last 0.2 s: starved, so silence
+
+
+async def test_clear_drops_queued_audio_at_once(peers):
+    source = AudioSource(sample_rate=48000, queue_seconds=5.0)
+    await source.capture(np.full(48000 * 3, 1000, dtype=np.int16), 48000)
+    assert source.queued_seconds == pytest.approx(3.0)
+    source.clear()
+    assert source.queued_seconds == 0
+    await asyncio.wait_for(source.wait_for_playout(), 1)
+
+
+async def test_capture_waits_while_the_queue_is_full(peers):
+    source = AudioSource(sample_rate=48000, queue_seconds=0.1)
+    blocked = asyncio.create_task(source.capture(np.zeros(48000, dtype=np.int16), 48000))
+    await asyncio.sleep(0.1)
+    assert not blocked.done() and source.queued_seconds == pytest.approx(0.1)
+    source.clear()
+    blocked.cancel()
+
+
+async def test_slow_consumer_drops_its_own_oldest_frames_while_a_fast_one_loses_none(peers):
+    a, b = peers(), peers()
+    a.add_transceiver("audio", Tone(440), "sendonly")
+    await connect_pair(a, b)
+    slow = ConvertedStream(b.audio.hub.subscribe(5), audio_converter(None, None))
+    fast = ConvertedStream(b.audio.hub.subscribe(500), audio_converter(None, None))
+    got = 0
+    async for _ in fast:
+        got += 1
+        if got == 50:
+            break
+    assert fast.dropped == 0
+    assert slow.dropped >= 40  # it never read: only its 5 newest frames are kept
+    assert (await slow.__anext__()).samples == 960
+
+
+async def test_far_side_closing_ends_iterators_with_a_reason(peers):
+    a, b = peers(), peers()
+    b.add_transceiver("audio", Tone(440), "sendonly")
+    await connect_pair(b, a)
+    stream = ConvertedStream(a.audio.hub.subscribe(), audio_converter(None, None))
+    await stream.__anext__()
+    await b.close()
+    reason = await asyncio.wait_for(a.closed(), 10)
+    assert "closed" in reason and a.state == "failed"
+    with pytest.raises(SessionEndedError):
+        async for _ in stream:
+            pass
+
+
+async def test_malformed_answer_sdp_raises_sdp_error(peers):
+    a = peers()
+    a.add_transceiver("audio", Tone(), "sendrecv")
+    await a.create_offer()
+    with pytest.raises(SdpError, match="not an SDP"):
+        await a.accept_answer("hello")
+    with pytest.raises(SdpError, match="could not be applied"):
+        await a.accept_answer("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n")
+
+
+async def test_relay_only_without_turn_server_fails_at_gathering_with_a_clear_error(peers):
+    a = peers(relay_only=True)
+    a.add_transceiver("audio", Tone(), "sendrecv")
+    with pytest.raises(IceFailedError, match="no ICE candidates"):
+        await a.create_offer()
+
+
+async def test_dead_stun_server_delays_gathering_only_up_to_the_bound(peers):
+    # A UDP port that never answers: host candidates must still go out after the bound.
+    import socket
+
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(("127.0.0.1", 0))
+    a = Peer([{"urls": f"stun:127.0.0.1:{dead.getsockname()[1]}"}], gather_timeout=0.5)
+    b = peers()
+    try:
+        a.add_transceiver("audio", Tone(440), "sendonly")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await connect_pair(a, b)
+        gathering_and_connect = loop.time() - started
+        assert any("typ host" in c["candidate"] for c in a.local_candidates())
+        assert gathering_and_connect < 5  # the bound (0.5 s), not aioice's fixed 5 s
+    finally:
+        await a.close()
+        dead.close()
