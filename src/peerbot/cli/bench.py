@@ -1,0 +1,86 @@
+"""``peerbot bench``: benchmarks that print figures (they assert nothing)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+from rich.console import Console
+from rich.progress import Progress
+
+from ..local.target import LOCAL_USER_EMAIL
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("bench", help="run a benchmark and print its figures")
+    which = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    setup = which.add_parser("setup", help="time from connect() to the first received audio frame")
+    setup.add_argument("--sessions", type=int, default=20, help="sessions per phase (default 20)")
+    setup.set_defaults(run=run_setup)
+
+
+def run_setup(args: argparse.Namespace) -> int:
+    return asyncio.run(_setup(args.sessions))
+
+
+@contextlib.asynccontextmanager
+async def _server_process() -> AsyncIterator[tuple[str, str]]:
+    """The embedded server in its own process, so client and server do not share one GIL."""
+    key = "orga_bench_" + secrets.token_hex(8)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "peerbot.cli.main", "serve", "--port", "0", "--api-key", key,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        match = re.search(r"(http://\S+)", line)
+        if not match:
+            raise RuntimeError(f"the server did not start: {line.strip()}")
+        yield match.group(1), key
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def _time_to_first_audio(base_url: str, key: str) -> float:
+    from .. import orga
+    from ..media import Tone
+
+    started = time.perf_counter()
+    async with orga.connect(Tone(), api_key=key, base_url=base_url, user_email=LOCAL_USER_EMAIL) as session:
+        async for _ in session.audio_frames():
+            return time.perf_counter() - started
+    raise RuntimeError("no audio received")
+
+
+def _summary(name: str, seconds: list[float]) -> str:
+    ms = sorted(s * 1000 for s in seconds)
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+    return (f"{name:<11} n={len(ms):<3} median {statistics.median(ms):7.1f} ms   p95 {p95:7.1f} ms"
+            f"   min {ms[0]:7.1f} ms   max {ms[-1]:7.1f} ms")
+
+
+async def _setup(n: int) -> int:
+    console = Console()
+    console.print(f"connect() → first received audio frame, embedded server in a separate process, {n} sessions each")
+    async with _server_process() as (base_url, key):
+        await _time_to_first_audio(base_url, key)  # warm-up: imports, codec set-up
+        sequential: list[float] = []
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("sequential", total=n)
+            for _ in range(n):
+                sequential.append(await _time_to_first_audio(base_url, key))
+                progress.advance(task)
+        console.print(_summary("sequential", sequential))
+        concurrent = await asyncio.gather(*(_time_to_first_audio(base_url, key) for _ in range(n)))
+        console.print(_summary("concurrent", list(concurrent)))
+    console.print("goals on a 2-core machine: sequential median ≤ 100 ms, concurrent p95 ≤ 500 ms")
+    return 0

@@ -1,0 +1,50 @@
+"""Turn CLI words (``mic``, ``tone``, ``pattern``, a path…) into media sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigurationError
+
+
+def audio_source(spec: str, mic_device: str | None = None) -> Any:
+    """``mic``, ``tone[:HZ]``, ``silence``, ``none`` or a media file path (``FILE`` or ``FILE:loop``)."""
+    from .. import media
+
+    if spec == "none":
+        return None
+    if spec == "mic":
+        return media.Microphone(device=_device(mic_device))
+    if spec == "silence":
+        return media.Silence()
+    if spec.startswith("tone"):
+        _, _, hz = spec.partition(":")
+        try:
+            return media.Tone(float(hz) if hz else 440.0)
+        except ValueError:
+            raise ConfigurationError(f"--source tone:HZ needs a number, got {spec!r}") from None
+    return media.File(*_loop(spec))
+
+
+def video_source(spec: str) -> Any:
+    """``pattern``, ``none`` or a media file path with video."""
+    from .. import media
+
+    if spec == "none":
+        return None
+    if spec == "pattern":
+        return media.TestPattern()
+    source = media.File(*_loop(spec))
+    if source.video is None:
+        raise ConfigurationError(f"{spec} has no video stream")
+    return source
+
+
+def _loop(spec: str) -> tuple[str, bool]:
+    if spec.endswith(":loop"):
+        return spec[: -len(":loop")], True
+    return spec, False
+
+
+def _device(spec: str | None) -> str | int | None:
+    return int(spec) if spec is not None and spec.isdigit() else spec
