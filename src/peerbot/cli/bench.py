@@ -69,7 +69,7 @@ def _summary(name: str, seconds: list[float]) -> str:
 
 
 async def _setup(n: int) -> int:
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(f"connect() → first received audio frame, embedded server in a separate process, {n} sessions each")
     async with _server_process() as (base_url, key):
         await _time_to_first_audio(base_url, key)  # warm-up: imports, codec set-up

@@ -60,7 +60,7 @@ async def _call(args: argparse.Namespace) -> int:
     from .. import orga
     from ..local.target import orga_target
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

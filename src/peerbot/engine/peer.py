@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..errors import IceFailedError, PeerConnectionError, SdpError
@@ -47,12 +48,14 @@ class Peer:
         liveness_timeout: float = 5.0,
         stats_interval: float = 1.0,
         codecs: Iterable[str] | None = None,
+        audio_jitter_frames: int = 1,
     ) -> None:
         self._pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         self.gather_timeout = gather_timeout
         self.liveness_timeout = liveness_timeout
         self.stats_interval = stats_interval
         self.codecs = [c.lower() for c in codecs or []]
+        self.audio_jitter_frames = audio_jitter_frames
         self.audio = TrackReader("audio")
         self.video = TrackReader("video")
         self.state: PeerState = "new"
@@ -167,7 +170,17 @@ class Peer:
     # --- while connected --------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._set_audio_jitter_buffer(track)
         (self.audio if track.kind == "audio" else self.video).attach(track)
+
+    def _set_audio_jitter_buffer(self, track: MediaStreamTrack) -> None:
+        # aiortc holds 4 packets (80 ms) of received audio before decoding, on top of the
+        # network delay. Its buffer only reorders (timing jitter is left to the consumer), so
+        # one packet, the minimum, keeps the added latency at 20 ms.
+        for receiver in self._pc.getReceivers():
+            if receiver.track is track:
+                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=self.audio_jitter_frames)
 
     def _on_datachannel(self, channel: Any) -> None:
         self._channels[channel.label] = DataChannel(channel)

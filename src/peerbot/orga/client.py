@@ -9,14 +9,17 @@ a log line (see :func:`peerbot._redact.redact`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import certifi
 import httpx
 
 from .._redact import redact
@@ -34,6 +37,12 @@ _EMAIL_PATTERN = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 _BODY_SNIPPET_CHARS = 200
 
 T = TypeVar("T")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes ~15 ms; sessions are set up often (load tests), so load it once.
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class _MalformedResponse(ValueError):
@@ -77,7 +86,7 @@ class OrgaClient:
         # What messages and logs show: the base URL without any user:password@ part.
         self._shown_base_url = str(httpx.URL(self._base_url).copy_with(userinfo=b""))
         self._timeout = _require_timeout(timeout)
-        self._http = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout)
+        self._http = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout, verify=_tls_context())
 
     # --- lifecycle -------------------------------------------------------------------
 
