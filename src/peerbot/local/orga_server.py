@@ -1,0 +1,391 @@
+"""An Orga-compatible realtime server on aiohttp, answering calls with the echo assistant.
+
+It serves the three routes of ``peerbot.orga.routes`` (one table for client and server) plus
+``GET /healthz``, with the real API's status codes: 401 for a missing, wrong or expired
+credential, 403 for the right kind of credential in the wrong place, 400 for a bad body or
+offer, 413 for an oversized body. Errors are JSON: ``{"error": {"code": …, "message": …}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import secrets
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCIceServer
+
+from .._redact import redact
+from ..errors import ConfigurationError, SdpError
+from ..orga.routes import CALLS, CLIENT_SECRETS, ICE_CONFIG, ROUTES, Auth, Route
+from ._offer import InvalidCallRequest, merge_candidates, parse_call_request
+from .echo_assistant import EchoCall
+from .tokens import (
+    ExpiredTokenError,
+    TokenClaims,
+    TokenError,
+    issue_token,
+    key_id,
+    looks_like_token,
+    turn_rest_credentials,
+    verify_token,
+)
+
+log = logging.getLogger(__name__)
+
+API_KEY_PREFIX = "orga_local_"
+DEFAULT_PORT = 8765
+MAX_BODY_SIZE = 256 * 1024
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the SDK's own "x@y.z" check
+
+
+def generate_api_key() -> str:
+    """A fresh random API key, ``orga_local_…``."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer with a JSON error."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(exc.status, exc.code, exc.message)
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(413, "payload_too_large", f"the body exceeds {request.client_max_size} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return _error_response(500, "internal_error", "internal server error")
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise ApiError(401, "missing_credentials", "send 'Authorization: Bearer <credential>'")
+    return credential.strip()
+
+
+async def _read_json(request: web.Request, *, optional: bool = False) -> Any:
+    raw = await request.read()  # raises HTTPRequestEntityTooLarge past client_max_size
+    if not raw.strip():
+        if optional:
+            return None
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+
+
+def _ice_server_json(entry: Mapping[str, Any]) -> dict[str, Any]:
+    urls = entry.get("urls")
+    if not (isinstance(urls, str) or (isinstance(urls, list) and urls and all(isinstance(u, str) for u in urls))):
+        raise ConfigurationError(f"an ICE server needs 'urls' as a string or a list of strings, got {urls!r}")
+    out: dict[str, Any] = {"urls": urls}
+    for key in ("username", "credential"):
+        if entry.get(key) is not None:
+            out[key] = str(entry[key])
+    return out
+
+
+def _rtc_ice_servers(servers: Iterable[Mapping[str, Any]]) -> list[RTCIceServer]:
+    return [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in servers]
+
+
+class LocalOrgaServer:
+    """An Orga-compatible server with an echo assistant on the far side of each call.
+
+    ``async with LocalOrgaServer() as server:`` starts it on a free port; ``server.base_url`` and
+    ``server.api_key`` are what a client needs. ``ice_servers`` (dicts in the ``iceServers``
+    shape) are handed to clients and used by the server's own peer connections; ``turn_urls`` with
+    ``turn_secret`` adds TURN REST credentials to both. ``server.calls`` maps each live call's
+    conversation id to its ``EchoCall``.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ice_servers: Sequence[Mapping[str, Any]] | None = None,
+        api_keys: Iterable[str] | None = None,
+        token_ttl: float = 60.0,
+        max_token_ttl: float = 3600.0,
+        echo_delay: float = 0.2,
+        turn_urls: str | Sequence[str] | None = None,
+        turn_secret: str | None = None,
+        turn_ttl: float = 86400.0,
+        connect_timeout: float = 30.0,
+        answer_timeout: float = 9.0,
+        max_body_size: int = MAX_BODY_SIZE,
+    ) -> None:
+        keys = tuple(dict.fromkeys(api_keys or ()))  # keeps the caller's order; the first is api_key
+        if any(not isinstance(k, str) or not k or looks_like_token(k) for k in keys):
+            raise ConfigurationError("API keys must be non-empty strings that do not look like tokens")
+        if (turn_urls is None) != (turn_secret is None):
+            raise ConfigurationError("turn_urls and turn_secret go together")
+        if token_ttl <= 0 or max_token_ttl < token_ttl:
+            raise ConfigurationError("token_ttl must be positive and at most max_token_ttl")
+        self.host = host
+        self.echo_delay = echo_delay
+        self.token_ttl = token_ttl
+        self.max_token_ttl = max_token_ttl
+        self._requested_port = port
+        self._api_keys = keys or (generate_api_key(),)
+        self._ice_servers = [_ice_server_json(s) for s in ice_servers or ()]
+        self._turn_urls = [turn_urls] if isinstance(turn_urls, str) else list(turn_urls or ())
+        self._turn_secret = turn_secret
+        self._turn_ttl = turn_ttl
+        self._connect_timeout = connect_timeout
+        self._answer_timeout = answer_timeout
+        self._token_secret = secrets.token_bytes(32)  # tokens die with the server, by design
+        self._calls: dict[str, EchoCall] = {}
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._stopping = False
+        self.app = self._make_app(max_body_size)
+
+    def __repr__(self) -> str:
+        return f"LocalOrgaServer(base_url={self.base_url if self._port else None!r}, api_key={redact(self.api_key)!r})"
+
+    # --- public surface --------------------------------------------------------------
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key (the generated one when none was given)."""
+        return self._api_keys[0]
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        """Every API key the server accepts."""
+        return self._api_keys
+
+    @property
+    def port(self) -> int:
+        """The port it listens on; the picked one when started with ``port=0``."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``, to give a client as its Orga base URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def calls(self) -> Mapping[str, EchoCall]:
+        """Live calls by conversation id (read-only view)."""
+        return MappingProxyType(self._calls)
+
+    async def start(self) -> None:
+        """Start listening."""
+        if self._runner is not None:
+            raise RuntimeError("the server is already started")
+        # No access log: request lines carry the user's email in the query string.
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._stopping = runner, False
+        self._port = int(runner.addresses[0][1])
+        log.info("local Orga server on %s (API key %s)", self.base_url, redact(self.api_key))
+
+    async def stop(self) -> None:
+        """Close every call's peer connection, then stop listening."""
+        self._stopping = True
+        await asyncio.gather(*(call.close() for call in list(self._calls.values())), return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> LocalOrgaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # --- wiring ----------------------------------------------------------------------
+
+    def _make_app(self, max_body_size: int) -> web.Application:
+        app = web.Application(client_max_size=max_body_size, middlewares=[_json_errors])
+        handlers: dict[Route, Callable[[web.Request, Any], Awaitable[web.StreamResponse]]] = {
+            CLIENT_SECRETS: self._client_secrets,
+            ICE_CONFIG: self._ice_config,
+            CALLS: self._create_call,
+        }
+        for route in ROUTES:
+            app.router.add_route(route.method, route.path, self._authenticated(route, handlers[route]))
+        app.router.add_get("/healthz", self._healthz)
+        return app
+
+    def _authenticated(
+        self, route: Route, handler: Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
+    ) -> _Handler:
+        check = self._check_api_key if route.auth is Auth.API_KEY else self._check_token
+
+        async def authenticated(request: web.Request) -> web.StreamResponse:
+            return await handler(request, check(_bearer(request)))
+
+        return authenticated
+
+    def _is_api_key(self, credential: str) -> bool:
+        return any(hmac.compare_digest(credential.encode(), key.encode()) for key in self._api_keys)
+
+    def _check_api_key(self, credential: str) -> str:
+        if self._is_api_key(credential):
+            return credential
+        if looks_like_token(credential):
+            raise ApiError(
+                403, "invalid_credential_context", "an ephemeral token cannot be used here; send the API key"
+            )
+        raise ApiError(401, "invalid_api_key", "invalid API key")
+
+    def _check_token(self, credential: str) -> TokenClaims:
+        if self._is_api_key(credential):
+            raise ApiError(403, "invalid_credential_context", "an API key cannot be used here; send an ephemeral token")
+        try:
+            return verify_token(self._token_secret, credential)
+        except ExpiredTokenError as exc:
+            raise ApiError(401, "token_expired", "the ephemeral token has expired; request a new one") from exc
+        except TokenError as exc:
+            raise ApiError(401, "invalid_token", "invalid ephemeral token") from exc
+
+    def _ice_servers_for(self, user: str) -> list[dict[str, Any]]:
+        servers = [dict(s) for s in self._ice_servers]
+        if self._turn_urls and self._turn_secret:
+            username, credential = turn_rest_credentials(self._turn_secret, user, self._turn_ttl)
+            servers.append({"urls": list(self._turn_urls), "username": username, "credential": credential})
+        return servers
+
+    def _forget(self, call: EchoCall) -> None:
+        self._calls.pop(call.conversation_id, None)
+
+    # --- handlers --------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "calls": len(self._calls)})
+
+    async def _client_secrets(self, request: web.Request, api_key: str) -> web.Response:
+        email = request.query.get("email", "")
+        if not _EMAIL.match(email):
+            raise ApiError(401, "invalid_email", "'email' must be a valid email address")
+        ttl = self.token_ttl
+        body = await _read_json(request, optional=True)
+        if body is not None:
+            if not isinstance(body, dict):
+                raise ApiError(400, "invalid_request", "the body must be a JSON object")
+            expires_in = body.get("expires_in")
+            if expires_in is not None:
+                if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
+                    raise ApiError(400, "invalid_request", "'expires_in' must be a positive number of seconds")
+                ttl = min(float(expires_in), self.max_token_ttl)
+        token = issue_token(self._token_secret, email, ttl, key_id=key_id(api_key))
+        return web.json_response({"ephemeral_token": token, "expires_in": int(ttl) if ttl == int(ttl) else ttl})
+
+    async def _ice_config(self, request: web.Request, claims: TokenClaims) -> web.Response:
+        return web.json_response({"iceServers": self._ice_servers_for(claims.subject)})
+
+    async def _create_call(self, request: web.Request, claims: TokenClaims) -> web.Response:
+        if self._stopping:
+            raise ApiError(503, "shutting_down", "the server is stopping")
+        try:
+            call_request = parse_call_request(await _read_json(request))
+            offer_sdp = merge_candidates(call_request.sdp, call_request.candidates)
+        except InvalidCallRequest as exc:
+            raise ApiError(400, exc.code, exc.message) from exc
+        call = EchoCall(
+            call_request.params,
+            ice_servers=_rtc_ice_servers(self._ice_servers_for(claims.subject)),
+            echo_delay=self.echo_delay,
+            connect_timeout=self._connect_timeout,
+            on_closed=self._forget,
+        )
+        # Listed before answering, so that stop() also closes a call still being answered.
+        self._calls[call.conversation_id] = call
+        try:
+            answer_sdp = await asyncio.wait_for(call.answer(offer_sdp), self._answer_timeout)
+        except SdpError as exc:
+            await call.close()
+            raise ApiError(400, "invalid_sdp", str(exc)) from exc
+        except asyncio.TimeoutError as exc:
+            await call.close()
+            raise ApiError(500, "answer_timeout", "no answer within the time limit (ICE gathering stalled?)") from exc
+        except BaseException:
+            await call.close()
+            raise
+        log.info("call %s answered", call.conversation_id)
+        return web.json_response(
+            {"answer": {"sdp": answer_sdp, "type": "answer"}, "conversation_id": call.conversation_id}
+        )
+
+
+def _announce(server: LocalOrgaServer, generated_key: bool) -> None:
+    print(f"Orga-compatible server on {server.base_url}")
+    # A generated key is useless once the process ends, and the operator has no other way to
+    # learn it; a configured key is only hinted at.
+    shown = server.api_key if generated_key else redact(server.api_key)
+    print(f"  ORGA_BASE_URL={server.base_url}  ORGA_API_KEY={shown}", flush=True)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    on_ready: Callable[[LocalOrgaServer], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run a ``LocalOrgaServer`` until SIGINT or SIGTERM (blocking; for ``peerbot serve``).
+
+    ``options`` are ``LocalOrgaServer``'s keyword arguments. ``on_ready`` is called once it
+    listens; by default the base URL and API key are printed.
+    """
+    asyncio.run(_serve(host, port, on_ready, options))
+
+
+async def _serve(
+    host: str, port: int, on_ready: Callable[[LocalOrgaServer], None] | None, options: dict[str, Any]
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
+            pass
+    async with LocalOrgaServer(host, port, **options) as server:
+        if on_ready is not None:
+            on_ready(server)
+        else:
+            _announce(server, generated_key=not options.get("api_keys"))
+        await stop.wait()
