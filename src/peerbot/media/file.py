@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
+import numpy as np
+
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -44,3 +47,19 @@ class File:
 
     def __repr__(self) -> str:
         return f"File({str(self.path)!r})"
+
+
+def decode_audio(path: str | Path, sample_rate: int = 48000, channels: int = 1) -> np.ndarray:
+    """A whole file's audio as int16 ``(channels, n)`` at ``sample_rate``: for ``AudioSource.capture``."""
+    resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo", rate=sample_rate)
+    try:
+        with av.open(str(path)) as container:
+            frames = []
+            for frame in container.decode(audio=0):
+                frames.extend(resampler.resample(frame))
+            frames.extend(resampler.resample(None))
+    except Exception as exc:
+        raise MediaError(f"cannot decode audio from {path}: {exc}") from exc
+    if not frames:
+        return np.zeros((channels, 0), dtype=np.int16)
+    return np.concatenate([f.to_ndarray().reshape(-1, channels).T for f in frames], axis=1)
