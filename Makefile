@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive for real: a PulseAudio null sink for the microphone test.
-TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 alsa-utils
+TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2
 APT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test install test-debs bench clean
@@ -24,7 +24,7 @@ test-debs:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
-		$(APT) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(APT) apt-get install -y -qq $$missing >/dev/null; \
+		$(APT) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(APT) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 ## make test: install everything the tests need (Debian packages included) and run them.

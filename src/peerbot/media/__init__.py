@@ -5,7 +5,8 @@ stack only when they are created.
 """
 
 from .app_source import AudioSource
-from .file import File
+from .devices import format_devices, list_devices
+from .file import File, decode_audio
 from .frames import AudioFrame, VideoFrame
 from .microphone import Microphone
 from .recorder import Recorder
@@ -13,6 +14,6 @@ from .speaker import Speaker
 from .synthetic import Silence, TestPattern, Tone, read_frame_counter
 
 __all__ = [
-    "AudioFrame", "AudioSource", "File", "Microphone", "Recorder", "Silence", "Speaker",
+    "AudioFrame", "AudioSource", "File", "decode_audio", "format_devices", "list_devices", "Microphone", "Recorder", "Silence", "Speaker",
     "TestPattern", "Tone", "VideoFrame", "read_frame_counter",
 ]
