@@ -18,7 +18,7 @@ install: $(BIN)/.installed
 
 ## make run: a 10-second call against the embedded Orga-compatible server, with a sample file.
 run: install
-	$(BIN)/peerbot call --source samples/hello.wav --video samples/pattern.mp4 --duration 10 --transcripts
+	$(BIN)/peerbot call --source samples/hello.wav --video samples/pattern.mp4:loop --duration 10 --transcripts
 
 test-debs:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -96,10 +96,16 @@ async def _call(args: argparse.Namespace) -> int:
             stats = session.stats()
             server_call = target.server.calls.get(session.conversation_id) if target.server else None
             server_counts = _server_counts(server_call)
-            for task in (*tasks, stopper):
+            for task in tasks:
                 task.cancel()
-        reason = ender.result() if ender.done() else "hung up"
+        if stopper.done() and not stopper.cancelled():
+            reason = "hung up (interrupted)"
+        elif session.peer.error is not None:
+            reason = session.peer.error
+        else:
+            reason = f"hung up after --duration {args.duration:g} s"
         ender.cancel()
+        stopper.cancel()
     console.print(f"Call ended after {time.monotonic() - started:.1f} s: {reason}")
     console.print(f"  sent:     {stats.packets_sent} RTP packets ({args.source}, video {args.video})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames;"

@@ -23,7 +23,8 @@ def audio_source(spec: str, mic_device: str | None = None) -> Any:
             return media.Tone(float(hz) if hz else 440.0)
         except ValueError:
             raise ConfigurationError(f"--source tone:HZ needs a number, got {spec!r}") from None
-    return media.File(*_loop(spec))
+    path, loop = _loop(spec)
+    return media.File(path, loop=loop)
 
 
 def video_source(spec: str) -> Any:
@@ -34,7 +35,8 @@ def video_source(spec: str) -> Any:
         return None
     if spec == "pattern":
         return media.TestPattern()
-    source = media.File(*_loop(spec))
+    path, loop = _loop(spec)
+    source = media.File(path, loop=loop)
     if source.video is None:
         raise ConfigurationError(f"{spec} has no video stream")
     return source

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import fractions
+import time
 from pathlib import Path
 
 import av
 import numpy as np
 
 from aiortc.contrib.media import MediaPlayer
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import MediaError
 
@@ -17,10 +20,12 @@ class File:
     """Plays a file in real time; ``audio`` and ``video`` are its tracks (None when absent).
 
     aiortc's ``MediaPlayer`` does the decoding in a thread and paces it; ``loop=True`` restarts
-    at the end. Without looping, the tracks end with the file.
+    at the end. Without looping, the audio goes on as silence once the file is over (like a
+    participant who stopped talking: the call stays up and the far side hears the pause), unless
+    ``then_silence=False``, which ends the track with the file.
     """
 
-    def __init__(self, path: str | Path, *, loop: bool = False) -> None:
+    def __init__(self, path: str | Path, *, loop: bool = False, then_silence: bool = True) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise MediaError(f"media file not found: {self.path}")
@@ -30,10 +35,13 @@ class File:
             raise MediaError(f"cannot open media file {self.path}: {exc}") from exc
         if self._player.audio is None and self._player.video is None:
             raise MediaError(f"{self.path} has neither audio nor video")
+        self._audio = self._player.audio
+        if self._audio is not None and then_silence and not loop:
+            self._audio = SilenceAfterEnd(self._audio)
 
     @property
     def audio(self) -> MediaStreamTrack | None:
-        return self._player.audio
+        return self._audio
 
     @property
     def video(self) -> MediaStreamTrack | None:
@@ -41,12 +49,55 @@ class File:
 
     def stop(self) -> None:
         """Stop decoding and end both tracks."""
-        for track in (self._player.audio, self._player.video):
+        for track in (self._audio, self._player.audio, self._player.video):
             if track is not None:
                 track.stop()
 
     def __repr__(self) -> str:
         return f"File({str(self.path)!r})"
+
+
+class SilenceAfterEnd(MediaStreamTrack):
+    """Relays an audio track, then sends paced 20 ms silence, continuing its timestamps."""
+
+    kind = "audio"
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        super().__init__()
+        self._track = track
+        self._ended_at: float | None = None
+        self._next_pts = 0
+        self._rate = 48000
+        self._layout = "stereo"
+        self._sent = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._ended_at is None:
+            try:
+                frame = await self._track.recv()
+            except MediaStreamError:
+                self._ended_at = time.monotonic()
+            else:
+                self._rate, self._layout = frame.sample_rate, frame.layout.name
+                self._next_pts = (frame.pts or 0) + frame.samples
+                return frame
+        samples = self._rate // 50
+        wait = self._ended_at + self._sent * 0.020 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._sent += 1
+        channels = 1 if self._layout == "mono" else 2
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, samples * channels), np.int16), format="s16", layout=self._layout)
+        frame.sample_rate, frame.pts = self._rate, self._next_pts
+        frame.time_base = fractions.Fraction(1, self._rate)
+        self._next_pts += samples
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._track.stop()
 
 
 def decode_audio(path: str | Path, sample_rate: int = 48000, channels: int = 1) -> np.ndarray:
