@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import av
 import numpy as np
 import pytest
 
@@ -182,3 +183,37 @@ async def test_dead_stun_server_delays_gathering_only_up_to_the_bound(peers):
     finally:
         await a.close()
         dead.close()
+
+
+@pytest.mark.parametrize("suffix, video_codec", [(".mp4", "h264"), (".webm", "vp8")])
+async def test_recorder_writes_received_audio_and_video_to_a_decodable_file(peers, tmp_path, suffix, video_codec):
+    from peerbot.media import Recorder
+
+    a, b = peers(), peers()
+    a.add_transceiver("audio", Tone(440), "sendonly")
+    a.add_transceiver("video", TestPattern(fps=15), "sendonly")
+    await connect_pair(a, b)
+    recorder = Recorder(tmp_path / f"call{suffix}")
+    recorder.start(b.audio.hub.subscribe(500), b.video.hub.subscribe(100))
+    await asyncio.sleep(2.0)
+    await recorder.stop()
+    with av.open(str(recorder.path)) as container:
+        video = container.streams.video[0]
+        assert video.codec_context.name == video_codec
+        pictures = [frame.to_ndarray(format="rgb24") for frame in container.decode(video)]
+    with av.open(str(recorder.path)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert len(pictures) == recorder.video_frames >= 20
+    counters = [read_frame_counter(p) for p in pictures]
+    assert counters == sorted(counters)
+    assert samples / 48000 == pytest.approx(recorder.audio_frames * 0.020, abs=0.1)
+
+
+async def test_capture_accepts_interleaved_and_either_2d_layout_when_channels_is_given():
+    source = AudioSource(sample_rate=48000, channels=2, queue_seconds=1.0)
+    stereo = np.array([[1, 2], [3, 4]], dtype=np.int16)  # (n=2, channels=2): ambiguous without channels
+    await source.capture(np.array([1, -1, 2, -2], dtype=np.int16), 48000, channels=2)
+    await source.capture(stereo, 48000, channels=2)
+    out = source._next_samples(4)
+    assert out[:, :2].tolist() == [[1, 2], [-1, -2]]
+    assert out[:, 2:].tolist() == [[1, 2], [3, 4]]  # read as (channels, n) since shape[0] == 2

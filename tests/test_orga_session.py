@@ -103,7 +103,7 @@ async def test_recording_produces_a_decodable_file_as_long_as_the_audio_received
     path = tmp_path / f"call{suffix}"
     async with orga.connect(Tone(440), record=path, **orga_kwargs) as session:
         await asyncio.sleep(2.0)
-        recorded_frames = session.recorder.audio_frames
+    recorded_frames = session.recorder.audio_frames
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(stream))

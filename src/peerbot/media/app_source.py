@@ -35,9 +35,13 @@ class AudioSource(PacedAudioTrack):
         """Audio waiting to be sent."""
         return self._queued / self.sample_rate
 
-    async def capture(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Queue PCM: int16 or float in [-1, 1], shaped ``(n,)``, ``(channels, n)`` or ``(n, channels)``."""
-        data = self._convert(np.asarray(pcm), sample_rate)
+    async def capture(self, pcm: np.ndarray, sample_rate: int, channels: int | None = None) -> None:
+        """Queue PCM: int16, or float in [-1, 1].
+
+        1-D input is interleaved samples of ``channels`` (default 1); 2-D input is
+        ``(channels, n)`` or ``(n, channels)``; give ``channels`` to settle which for tiny chunks.
+        """
+        data = self._convert(_planar(np.asarray(pcm), channels), sample_rate)
         start = 0
         while start < data.shape[1]:
             async with self._space:
@@ -60,10 +64,6 @@ class AudioSource(PacedAudioTrack):
         await self._drained.wait()
 
     def _convert(self, pcm: np.ndarray, rate: int) -> np.ndarray:
-        if pcm.ndim == 1:
-            pcm = pcm.reshape(1, -1)
-        elif pcm.ndim == 2 and pcm.shape[0] > pcm.shape[1]:
-            pcm = pcm.T  # (n, channels) → (channels, n)
         if pcm.dtype.kind == "f":
             pcm = (np.clip(pcm, -1.0, 1.0) * 32767).astype(np.int16)
         pcm = pcm.astype(np.int16, copy=False)
@@ -106,3 +106,14 @@ class AudioSource(PacedAudioTrack):
     async def _notify_space(self) -> None:
         async with self._space:
             self._space.notify_all()
+
+
+def _planar(pcm: np.ndarray, channels: int | None) -> np.ndarray:
+    """Shape PCM as ``(channels, n)``."""
+    if pcm.ndim == 1:
+        return pcm.reshape(-1, channels or 1).T
+    if pcm.ndim != 2:
+        raise ValueError(f"PCM must be 1-D or 2-D, got shape {pcm.shape}")
+    if channels is not None:
+        return pcm if pcm.shape[0] == channels else pcm.T
+    return pcm.T if pcm.shape[0] > pcm.shape[1] else pcm  # (n, channels) is the usual tall shape

@@ -1,10 +1,11 @@
-"""Record received media to a file: wav for audio only, mp4/webm/mkv/ogg with the codecs that fit."""
+"""Record received media to a file: wav/ogg for audio only, mp4/webm/mkv with video too."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
 import logging
+import time
 from pathlib import Path
 
 import av
@@ -22,26 +23,37 @@ _CODECS = {
     ".mkv": ("libopus", "libx264"),
     ".webm": ("libopus", "libvpx"),
 }
+_FRAME_SIZE = {"aac": 1024, "libopus": 960}
 _AUDIO_RATE = 48000
+_VIDEO_CLOCK = 90000
 
 
 class Recorder:
     """Writes audio (and video where the container takes it) from frame subscriptions.
 
-    Audio timestamps count samples, so the file is exactly as long as the audio received.
-    Encoding runs in a worker thread to keep the event loop free.
+    Streams must all exist before a container's header is written, and the picture size is only
+    known from the first video frame: audio is held back until that frame arrives, or for
+    ``video_wait`` seconds, after which the file is audio-only. Audio timestamps count samples,
+    so the file is exactly as long as the audio received. Encoding runs in a worker thread.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, video_wait: float = 2.0) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in _CODECS:
             raise MediaError(f"cannot record to {self.path.name}: use one of {', '.join(_CODECS)}")
         self.audio_codec, self.video_codec = _CODECS[self.path.suffix.lower()]
+        self.video_wait = video_wait
         self._container: av.container.OutputContainer | None = None
-        self._audio_stream = self._video_stream = None
-        self._resampler = av.AudioResampler(format="s16" if self.audio_codec == "pcm_s16le" else "fltp",
-                                            layout="stereo", rate=_AUDIO_RATE,
-                                            frame_size=1024 if self.audio_codec == "aac" else 960 if self.audio_codec == "libopus" else None)
+        self._audio_stream: av.audio.stream.AudioStream | None = None
+        self._video_stream: av.video.stream.VideoStream | None = None
+        self._ready = False
+        self._expect_video = False
+        self._started = 0.0
+        self._pending: list[av.AudioFrame] = []
+        self._resampler = av.AudioResampler(
+            format="s16" if self.audio_codec == "pcm_s16le" else "fltp", layout="stereo", rate=_AUDIO_RATE,
+            frame_size=_FRAME_SIZE.get(self.audio_codec),
+        )
         self._samples = 0
         self._video_origin: float | None = None
         self._lock = asyncio.Lock()
@@ -50,10 +62,6 @@ class Recorder:
         self.audio_frames = 0
         self.video_frames = 0
 
-    @property
-    def records_video(self) -> bool:
-        return self.video_codec is not None
-
     def start(self, audio: Subscription[av.AudioFrame] | None, video: Subscription[av.VideoFrame] | None) -> None:
         """Begin writing; video is ignored when the container holds audio only."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,49 +69,75 @@ class Recorder:
             self._container = av.open(str(self.path), mode="w")
         except Exception as exc:
             raise MediaError(f"cannot open {self.path} for writing: {exc}") from exc
-        self._audio_stream = self._container.add_stream(self.audio_codec, rate=_AUDIO_RATE, layout="stereo")
+        if video is not None and not self.video_codec:
+            video.close()
+            video = None
+        self._expect_video = video is not None
+        self._started = time.monotonic()
         self._subs = [s for s in (audio, video) if s is not None]
         if audio is not None:
-            self._tasks.append(asyncio.create_task(self._pump(audio, self._write_audio)))
-        if video is not None and self.video_codec:
-            self._tasks.append(asyncio.create_task(self._pump(video, self._write_video)))
-        elif video is not None:
-            video.close()
+            self._tasks.append(asyncio.create_task(self._pump(audio, self._on_audio)))
+        if video is not None:
+            self._tasks.append(asyncio.create_task(self._pump(video, self._on_video)))
 
-    async def _pump(self, sub: Subscription, write) -> None:
+    async def _pump(self, sub: Subscription, handle) -> None:
         try:
             async for frame in sub:
                 async with self._lock:
-                    await asyncio.to_thread(write, frame)
+                    await handle(frame)
         except Exception as exc:  # a broken peer ends the stream: keep what was written
             log.debug("recording stream ended: %s", exc)
 
-    def _write_audio(self, frame: av.AudioFrame) -> None:
-        frame.pts = None
-        for piece in self._resampler.resample(frame):
-            piece.pts = self._samples
-            piece.time_base = fractions.Fraction(1, _AUDIO_RATE)
-            self._samples += piece.samples
-            self._container.mux(self._audio_stream.encode(piece))
-        self.audio_frames += 1
+    async def _on_audio(self, frame: av.AudioFrame) -> None:
+        self._pending.append(frame)
+        if not self._ready:
+            if self._expect_video and time.monotonic() - self._started < self.video_wait:
+                return
+            await asyncio.to_thread(self._open_streams, None)
+        pending, self._pending = self._pending, []
+        await asyncio.to_thread(self._write_audio, pending)
+
+    async def _on_video(self, frame: av.VideoFrame) -> None:
+        if not self._ready:
+            await asyncio.to_thread(self._open_streams, frame)
+        if self._video_stream is not None:
+            await asyncio.to_thread(self._write_video, frame)
+
+    def _open_streams(self, first_video: av.VideoFrame | None) -> None:
+        self._audio_stream = self._container.add_stream(self.audio_codec, rate=_AUDIO_RATE, layout="stereo")
+        if first_video is not None:
+            stream = self._container.add_stream(self.video_codec, rate=30)
+            stream.width, stream.height = first_video.width, first_video.height
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = fractions.Fraction(1, _VIDEO_CLOCK)
+            self._video_stream = stream
+        elif self._expect_video:
+            log.warning("no video arrived within %.1f s: %s records audio only", self.video_wait, self.path.name)
+        self._ready = True
+
+    def _write_audio(self, frames: list[av.AudioFrame]) -> None:
+        for frame in frames:
+            frame.pts = None  # timestamps are recounted from the samples written
+            for piece in self._resampler.resample(frame):
+                piece.pts = self._samples
+                piece.time_base = fractions.Fraction(1, _AUDIO_RATE)
+                self._samples += piece.samples
+                self._container.mux(self._audio_stream.encode(piece))
+            self.audio_frames += 1
 
     def _write_video(self, frame: av.VideoFrame) -> None:
-        if self._video_stream is None:
-            self._video_stream = self._container.add_stream(self.video_codec, rate=30)
-            self._video_stream.width, self._video_stream.height = frame.width, frame.height
-            self._video_stream.pix_fmt = "yuv420p"
-            self._video_stream.time_base = fractions.Fraction(1, 90000)
         when = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
         if self._video_origin is None:
             self._video_origin = when
-        image = frame.reformat(width=self._video_stream.width, height=self._video_stream.height, format="yuv420p")
-        image.pts = int((when - self._video_origin) * 90000)
-        image.time_base = fractions.Fraction(1, 90000)
-        self._container.mux(self._video_stream.encode(image))
+        stream = self._video_stream
+        image = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+        image.pts = int((when - self._video_origin) * _VIDEO_CLOCK)
+        image.time_base = fractions.Fraction(1, _VIDEO_CLOCK)
+        self._container.mux(stream.encode(image))
         self.video_frames += 1
 
     async def stop(self) -> None:
-        """Stop reading, flush the encoders and close the file."""
+        """Stop reading, write what is held back, flush the encoders and close the file."""
         # Closing the subscriptions ends the pumps after the frame in hand is written.
         for sub in self._subs:
             sub.close()
@@ -114,10 +148,14 @@ class Recorder:
             await asyncio.to_thread(self._finish)
 
     def _finish(self) -> None:
-        container, self._container = self._container, None
         try:
+            if not self._ready:
+                self._open_streams(None)
+            pending, self._pending = self._pending, []
+            self._write_audio(pending)
             for stream in (self._audio_stream, self._video_stream):
                 if stream is not None:
-                    container.mux(stream.encode(None))
+                    self._container.mux(stream.encode(None))
         finally:
-            container.close()
+            self._container.close()
+            self._container = None

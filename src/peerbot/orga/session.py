@@ -92,7 +92,8 @@ class OrgaSession:
             await peer.wait_connected(self._connect_timeout)
             if self._record_path is not None:
                 self.recorder = Recorder(self._record_path)
-                self.recorder.start(peer.audio.hub.subscribe(500), peer.video.hub.subscribe(100))
+                # Orga sends no video (our video is sendonly): record the assistant's audio.
+                self.recorder.start(peer.audio.hub.subscribe(500), None)
         except BaseException:
             await self.close()
             raise
