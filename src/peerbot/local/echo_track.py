@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import fractions
 import time
 from collections import deque
 
-import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..media._paced import FRAME_SECONDS, PacedAudioTrack
 
 
-class DelayedEchoTrack(MediaStreamTrack):
+class DelayedEchoTrack(PacedAudioTrack):
     """Audio track playing back what ``push`` received, ``delay`` seconds later.
 
     Frames are 20 ms of int16 mono at ``sample_rate``, paced on the wall clock and timestamped
@@ -20,23 +18,16 @@ class DelayedEchoTrack(MediaStreamTrack):
     before the caller's audio arrives and after it stops.
     """
 
-    kind = "audio"
-
-    def __init__(
-        self, delay: float = 0.2, *, sample_rate: int = 48000, frame_duration: float = 0.02, max_backlog: float = 2.0
-    ) -> None:
-        super().__init__()
+    def __init__(self, delay: float = 0.2, *, sample_rate: int = 48000, max_backlog: float = 2.0) -> None:
+        super().__init__(sample_rate=sample_rate, channels=1)
         self.delay = max(0.0, delay)
-        self.sample_rate = sample_rate
-        self.samples_per_frame = int(sample_rate * frame_duration)
+        self.samples_per_frame = int(sample_rate * FRAME_SECONDS)
         self.frames_sent = 0
         self.echoed_frames = 0  # frames that carried some of the caller's audio
-        self._frame_duration = frame_duration
+        self._frame_duration = FRAME_SECONDS
         self._max_backlog = int(max_backlog * sample_rate)
         self._chunks: deque[tuple[float, np.ndarray]] = deque()
         self._buffered = 0
-        self._start: float | None = None
-        self._pts = 0
 
     def push(self, pcm: np.ndarray, arrived_at: float | None = None) -> None:
         """Queue int16 mono samples (at ``sample_rate``) received at ``arrived_at`` (monotonic)."""
@@ -64,22 +55,8 @@ class DelayedEchoTrack(MediaStreamTrack):
                 self._chunks[0] = (ready_at, data[take:])
         return out, filled > 0
 
-    async def recv(self) -> av.AudioFrame:
-        """The next 20 ms frame, delivered in real time."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._pts += self.samples_per_frame
-            wait = self._start + self._pts / self.sample_rate - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+    def _next_samples(self, n: int) -> np.ndarray:
         pcm, echoed = self._take(time.monotonic())
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.sample_rate
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, self.sample_rate)
         self.frames_sent += 1
         self.echoed_frames += int(echoed)
-        return frame
+        return pcm.reshape(1, -1)
