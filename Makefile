@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages the tests drive for real: a PulseAudio null sink for the microphone test.
-TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2
+# Debian packages the tests drive for real: a PulseAudio null sink for the microphone test,
+# Chromium (libwebrtc) as the interop peer, coturn as the TURN relay, openssl for its certificate,
+# and Node.js for the official Orga SDK when the machine has none.
+TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 chromium coturn openssl \
+	$(if $(shell command -v node),,nodejs npm)
 APT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test install test-debs bench clean

@@ -217,3 +217,13 @@ async def test_capture_accepts_interleaved_and_either_2d_layout_when_channels_is
     out = source._next_samples(4)
     assert out[:, :2].tolist() == [[1, 2], [-1, -2]]
     assert out[:, 2:].tolist() == [[1, 2], [3, 4]]  # read as (channels, n) since shape[0] == 2
+
+
+async def test_candidate_pair_reports_host_candidates_on_loopback(peers):
+    a, b = peers(), peers()
+    a.add_transceiver("audio", Tone(), "sendrecv")
+    assert a.candidate_pair() is None
+    await connect_pair(a, b)
+    pair = a.candidate_pair()
+    assert (pair.local_type, pair.remote_type, pair.relay_transport) == ("host", "host", None)
+    assert pair.remote_address.endswith(b.candidate_pair().local_address.split(":")[1])

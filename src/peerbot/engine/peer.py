@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -30,6 +31,22 @@ log = logging.getLogger(__name__)
 
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 PeerState = Literal["new", "connecting", "connected", "closed", "failed"]
+
+
+@dataclass(frozen=True)
+class CandidatePairInfo:
+    """The selected pair: candidate types (host, srflx, prflx, relay) and, for relay, how the
+    TURN server is reached (udp, tcp or tls)."""
+
+    local_type: str
+    local_address: str
+    remote_type: str
+    remote_address: str
+    relay_transport: str | None = None
+
+    def __str__(self) -> str:
+        via = f" via TURN/{self.relay_transport}" if self.relay_transport else ""
+        return f"{self.local_type} {self.local_address} -> {self.remote_type} {self.remote_address}{via}"
 
 
 class Peer:
@@ -236,6 +253,21 @@ class Peer:
                     f"the far side went silent: nothing received for {self.liveness_timeout:g} s", error=True
                 )
                 return
+
+    def candidate_pair(self) -> CandidatePairInfo | None:
+        """The ICE candidate pair carrying media, once connected (aiortc's stats omit it)."""
+        transceivers = self._pc.getTransceivers()
+        dtls = transceivers[0].sender.transport if transceivers else self._pc.sctp and self._pc.sctp.transport
+        connection = dtls.transport._connection if dtls else None
+        pair = connection._nominated.get(1) if connection else None
+        if pair is None:
+            return None
+        local, remote = pair.local_candidate, pair.remote_candidate
+        relay = connection.turn_transport if local.type == "relay" else None
+        if relay and connection.turn_ssl:
+            relay = "tls"
+        return CandidatePairInfo(local.type, f"{local.host}:{local.port}", remote.type,
+                                 f"{remote.host}:{remote.port}", relay)
 
     def stats(self) -> CallStats:
         """The latest quality figures (refreshed every ``stats_interval`` seconds)."""
