@@ -75,7 +75,7 @@ class StreamHub(Generic[T]):
     def __init__(self, history: int = 0) -> None:
         self._subscribers: list[Subscription[T]] = []
         # Items kept for late subscribers (events that arrive before anyone listens).
-        self._history: collections.deque[T] = collections.deque(maxlen=history or None) if history else collections.deque(maxlen=0)
+        self._history: collections.deque[T] = collections.deque(maxlen=history)
         self.ended = False
         self.error: str | None = None
 
