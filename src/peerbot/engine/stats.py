@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-# Clock rates of the codecs aiortc negotiates: audio (Opus 48 kHz; PCMU/PCMA 8 kHz), video 90 kHz.
+# Default RTP clocks when the negotiated codec is not known: Opus 48 kHz, video 90 kHz.
 _AUDIO_CLOCK = 48000
 _VIDEO_CLOCK = 90000
 
@@ -59,7 +60,9 @@ class StatsTracker:
         self.latest = CallStats()
         self.transport_packets_received = 0
 
-    def update(self, report: Any) -> CallStats:
+    def update(self, report: Any, clock_rates: Mapping[str, int] | None = None) -> CallStats:
+        """Fold in a ``getStats()`` report; ``clock_rates`` maps kind to the negotiated RTP clock."""
+        clocks = {"audio": _AUDIO_CLOCK, "video": _VIDEO_CLOCK, **(clock_rates or {})}
         now = time.monotonic()
         bytes_in = bytes_out = 0
         sent = received = lost = 0
@@ -74,12 +77,12 @@ class StatsTracker:
             elif kind == "inbound-rtp":
                 received += stat.packetsReceived
                 lost += max(0, stat.packetsLost)
-                clock = _AUDIO_CLOCK if stat.kind == "audio" else _VIDEO_CLOCK
-                jitter_ms = max(jitter_ms, stat.jitter / clock * 1000)
+                jitter_ms = max(jitter_ms, stat.jitter / clocks[stat.kind] * 1000)
             elif kind == "outbound-rtp":
                 sent += stat.packetsSent
             elif kind == "remote-inbound-rtp":
-                rtts.append(stat.roundTripTime * 1000)
+                if stat.roundTripTime is not None:  # none until a report echoes our last SR
+                    rtts.append(stat.roundTripTime * 1000)
                 remote_fraction.append(stat.fractionLost / 256 * 100)  # raw RTCP fraction, 0–255
         rate_in = rate_out = 0.0
         if self._last_time is not None and now > self._last_time:
