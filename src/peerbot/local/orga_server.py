@@ -4,6 +4,9 @@ It serves the three routes of ``peerbot.orga.routes`` (one table for client and 
 ``GET /healthz``, with the real API's status codes: 401 for a missing, wrong or expired
 credential, 403 for the right kind of credential in the wrong place, 400 for a bad body or
 offer, 413 for an oversized body. Errors are JSON: ``{"error": {"code": …, "message": …}}``.
+Orga's browser SDK posts calls straight from the page, so, like the real API, it answers CORS
+preflights and lets any origin read every response, errors included (the credential travels in
+``Authorization``, never in a cookie).
 """
 
 from __future__ import annotations
@@ -81,6 +84,25 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return _error_response(500, "internal_error", "internal server error")
+
+
+async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+
+
+def _preflight(route: Route) -> _Handler:
+    # A browser asks before sending Authorization or a JSON body across origins, without credentials.
+    async def preflight(request: web.Request) -> web.Response:
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": f"{route.method}, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                "Access-Control-Max-Age": "600",
+            },
+        )
+
+    return preflight
 
 
 def _bearer(request: web.Request) -> str:
@@ -246,7 +268,9 @@ class LocalOrgaServer:
         }
         for route in ROUTES:
             app.router.add_route(route.method, route.path, self._authenticated(route, handlers[route]))
+            app.router.add_route("OPTIONS", route.path, _preflight(route))
         app.router.add_get("/healthz", self._healthz)
+        app.on_response_prepare.append(_allow_any_origin)
         return app
 
     def _authenticated(
