@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive for real: a PulseAudio null sink for the microphone test,
-# Chromium (libwebrtc) as the interop peer, coturn as the TURN relay, openssl for its certificate,
+# Chromium (libwebrtc) as the interop peer, coturn as the TURN relay,
 # and Node.js for the official Orga SDK when the machine has none.
-TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 chromium coturn openssl \
+TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 chromium coturn \
 	$(if $(shell command -v node),,nodejs npm)
 APT := $(if $(filter 0,$(shell id -u)),,sudo)
 

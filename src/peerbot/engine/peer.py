@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ..media.streams import TrackReader
 from .datachannel import DataChannel
 from .ice import rtc_configuration
 from .stats import CallStats, StatsTracker
+from .turn import relay_failure, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ class Peer:
 
     ``audio`` and ``video`` are ``TrackReader``s for what the far side sends. ``closed()``
     returns the reason the peer ended; ``error`` is that reason when the end was not asked for.
+
+    ``turn_tls_ca`` is a PEM CA bundle that a ``turns:`` server's certificate must chain to,
+    instead of the system's trust store (which ``SSL_CERT_FILE`` can replace); verification
+    and the host-name check stay on either way.
     """
 
     def __init__(
@@ -66,7 +72,9 @@ class Peer:
         stats_interval: float = 1.0,
         codecs: Iterable[str] | None = None,
         audio_jitter_frames: int = 1,
+        turn_tls_ca: str | os.PathLike[str] | None = None,
     ) -> None:
+        self._turn_tls = tls_context(turn_tls_ca) if turn_tls_ca is not None else None
         self._pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         self.gather_timeout = gather_timeout
         self.liveness_timeout = liveness_timeout
@@ -138,29 +146,42 @@ class Peer:
             raise SdpError(f"the {kind} SDP could not be applied: {exc or type(exc).__name__}") from exc
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
-        self._bound_gathering()
+        connections = self._bound_gathering()
+        started = time.monotonic()
         try:
             # The bound inside aioice covers STUN/TURN; this one guards against anything else.
             await asyncio.wait_for(self._pc.setLocalDescription(description), self.gather_timeout + 5)
         except asyncio.TimeoutError:
             raise IceFailedError(f"ICE gathering did not finish within {self.gather_timeout + 5:g} s") from None
         if not self.local_candidates():
+            # aioice drops why a TURN allocation failed: ask the server once more to tell the user.
+            # Bundled, so the first transport's ICE connection is every transport's.
+            turn_reason = None
+            if connections:
+                waited = time.monotonic() - started
+                turn_reason = await relay_failure(connections[0], timeout=self.gather_timeout, waited=waited)
             raise IceFailedError(
+                f"no ICE candidates were gathered: {turn_reason}" if turn_reason else
                 "no ICE candidates were gathered: the STUN/TURN server refused or did not answer"
                 " (check the TURN credentials), and host candidates are not allowed or not present"
             )
 
-    def _bound_gathering(self) -> None:
+    def _bound_gathering(self) -> list[Any]:
         # aioice waits for STUN/TURN answers for a fixed 5 s; make that our configurable bound.
         transports = [t.sender.transport for t in self._pc.getTransceivers() if t.sender.transport]
         if self._pc.sctp is not None:
             transports.append(self._pc.sctp.transport)
+        connections = []
         for dtls in transports:
             connection = dtls.transport.iceGatherer._connection
+            connections.append(connection)
             if not isinstance(connection.get_component_candidates, functools.partial):
                 connection.get_component_candidates = functools.partial(
                     connection.get_component_candidates, timeout=self.gather_timeout
                 )
+            if self._turn_tls is not None and connection.turn_ssl:
+                connection.turn_ssl = self._turn_tls  # aioice hands it to create_connection(ssl=...)
+        return connections
 
     def local_candidates(self) -> list[dict[str, Any]]:
         """Candidates of the first (bundled) media section, as ``{candidate, sdpMid, sdpMLineIndex}``."""
@@ -241,7 +262,7 @@ class Peer:
         while not self._ended.is_set():
             await asyncio.sleep(self.stats_interval)
             try:
-                self._stats.update(await self._pc.getStats())
+                self._stats.update(await self._pc.getStats(), self._clock_rates())
             except Exception:  # stats must never take the call down
                 log.debug("getStats failed", exc_info=True)
                 continue
@@ -253,6 +274,10 @@ class Peer:
                     f"the far side went silent: nothing received for {self.liveness_timeout:g} s", error=True
                 )
                 return
+
+    def _clock_rates(self) -> dict[str, int]:
+        # The negotiated codec's RTP clock: jitter is reported in its units (8 kHz for PCMU).
+        return {t.kind: t._codecs[0].clockRate for t in self._pc.getTransceivers() if t._codecs}
 
     def candidate_pair(self) -> CandidatePairInfo | None:
         """The ICE candidate pair carrying media, once connected (aiortc's stats omit it)."""
@@ -266,8 +291,18 @@ class Peer:
         relay = connection.turn_transport if local.type == "relay" else None
         if relay and connection.turn_ssl:
             relay = "tls"
-        return CandidatePairInfo(local.type, f"{local.host}:{local.port}", remote.type,
+        return CandidatePairInfo(local.type, f"{local.host}:{local.port}", self._signalled_type(remote),
                                  f"{remote.host}:{remote.port}", relay)
+
+    def _signalled_type(self, remote: Any) -> str:
+        # A far side that checks before our answer is applied is learnt as peer-reflexive, and
+        # aioice keeps that type even once the same address is signalled: report the signalled one.
+        if remote.type == "prflx" and self._pc.remoteDescription is not None:
+            for line in self._pc.remoteDescription.sdp.splitlines():
+                fields = line.split()
+                if line.startswith("a=candidate:") and len(fields) > 7 and (fields[4], fields[5]) == (remote.host, str(remote.port)):
+                    return fields[7]
+        return remote.type
 
     def stats(self) -> CallStats:
         """The latest quality figures (refreshed every ``stats_interval`` seconds)."""

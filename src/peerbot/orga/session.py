@@ -52,13 +52,14 @@ class OrgaSession:
         gather_timeout: float = 5.0,
         connect_timeout: float = 10.0,
         liveness_timeout: float = 5.0,
+        turn_tls_ca: str | Path | None = None,
         record: str | Path | None = None,
     ) -> None:
         self._client = client
         self.params = params
         self._ice_override = ice_servers
         self._peer_options = dict(relay_only=relay_only, codecs=codecs, gather_timeout=gather_timeout,
-                                  liveness_timeout=liveness_timeout)
+                                  liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca)
         self._connect_timeout = connect_timeout
         self._audio_track = track_of(source, "audio")
         self._video_track = track_of(video, "video")
@@ -175,7 +176,7 @@ def connect(
     Credentials fall back to ``ORGA_API_KEY``, ``ORGA_USER_EMAIL`` and ``ORGA_BASE_URL``.
     Invalid settings raise ``ConfigurationError`` here, before any request. ``options`` go to
     the session: ``ice_servers`` (override), ``relay_only``, ``codecs``, ``gather_timeout``,
-    ``connect_timeout``, ``liveness_timeout``, ``record``.
+    ``connect_timeout``, ``liveness_timeout``, ``turn_tls_ca`` (CA of a ``turns:`` server), ``record``.
     """
     params = SessionParams(voice=voice, model=model, temperature=temperature, instructions=instructions,
                            modalities=tuple(modalities), return_transcription=return_transcription, history=history)
