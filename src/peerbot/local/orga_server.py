@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -28,6 +27,7 @@ from aiortc import RTCIceServer
 from .._redact import redact
 from ..errors import ConfigurationError, SdpError
 from ..orga.routes import CALLS, CLIENT_SECRETS, ICE_CONFIG, ROUTES, Auth, Route
+from ._json_api import ApiError, Handler, bearer, json_errors, read_json_object
 from ._offer import InvalidCallRequest, merge_candidates, parse_call_request
 from .echo_assistant import EchoCall
 from .tokens import (
@@ -46,44 +46,13 @@ log = logging.getLogger(__name__)
 API_KEY_PREFIX = "orga_local_"
 DEFAULT_PORT = 8765
 MAX_BODY_SIZE = 256 * 1024
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_Handler = Handler
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the SDK's own "x@y.z" check
 
 
 def generate_api_key() -> str:
     """A fresh random API key, ``orga_local_…``."""
     return API_KEY_PREFIX + secrets.token_urlsafe(24)
-
-
-class ApiError(Exception):
-    """Raised by a handler to answer with a JSON error."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
-@web.middleware
-async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return _error_response(exc.status, exc.code, exc.message)
-    except web.HTTPRequestEntityTooLarge:
-        return _error_response(413, "payload_too_large", f"the body exceeds {request.client_max_size} bytes")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-    except Exception:
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        return _error_response(500, "internal_error", "internal server error")
 
 
 async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
@@ -105,23 +74,6 @@ def _preflight(route: Route) -> _Handler:
     return preflight
 
 
-def _bearer(request: web.Request) -> str:
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
-        raise ApiError(401, "missing_credentials", "send 'Authorization: Bearer <credential>'")
-    return credential.strip()
-
-
-async def _read_json(request: web.Request, *, optional: bool = False) -> Any:
-    raw = await request.read()  # raises HTTPRequestEntityTooLarge past client_max_size
-    if not raw.strip():
-        if optional:
-            return None
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
 
 
 def _ice_server_json(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,7 +212,7 @@ class LocalOrgaServer:
     # --- wiring ----------------------------------------------------------------------
 
     def _make_app(self, max_body_size: int) -> web.Application:
-        app = web.Application(client_max_size=max_body_size, middlewares=[_json_errors])
+        app = web.Application(client_max_size=max_body_size, middlewares=[json_errors])
         handlers: dict[Route, Callable[[web.Request, Any], Awaitable[web.StreamResponse]]] = {
             CLIENT_SECRETS: self._client_secrets,
             ICE_CONFIG: self._ice_config,
@@ -279,7 +231,7 @@ class LocalOrgaServer:
         check = self._check_api_key if route.auth is Auth.API_KEY else self._check_token
 
         async def authenticated(request: web.Request) -> web.StreamResponse:
-            return await handler(request, check(_bearer(request)))
+            return await handler(request, check(bearer(request)))
 
         return authenticated
 
@@ -325,15 +277,11 @@ class LocalOrgaServer:
         if not _EMAIL.match(email):
             raise ApiError(401, "invalid_email", "'email' must be a valid email address")
         ttl = self.token_ttl
-        body = await _read_json(request, optional=True)
-        if body is not None:
-            if not isinstance(body, dict):
-                raise ApiError(400, "invalid_request", "the body must be a JSON object")
-            expires_in = body.get("expires_in")
-            if expires_in is not None:
-                if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
-                    raise ApiError(400, "invalid_request", "'expires_in' must be a positive number of seconds")
-                ttl = min(float(expires_in), self.max_token_ttl)
+        expires_in = (await read_json_object(request, optional=True)).get("expires_in")
+        if expires_in is not None:
+            if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
+                raise ApiError(400, "invalid_request", "'expires_in' must be a positive number of seconds")
+            ttl = min(float(expires_in), self.max_token_ttl)
         token = issue_token(self._token_secret, email, ttl, key_id=key_id(api_key))
         return web.json_response({"ephemeral_token": token, "expires_in": int(ttl) if ttl == int(ttl) else ttl})
 
@@ -344,7 +292,7 @@ class LocalOrgaServer:
         if self._stopping:
             raise ApiError(503, "shutting_down", "the server is stopping")
         try:
-            call_request = parse_call_request(await _read_json(request))
+            call_request = parse_call_request(await read_json_object(request))
             offer_sdp = merge_candidates(call_request.sdp, call_request.candidates)
         except InvalidCallRequest as exc:
             raise ApiError(400, exc.code, exc.message) from exc

@@ -1,0 +1,12 @@
+"""Orbit calls signalling: the backend REST client, the participant client and its event WebSocket."""
+
+from ..errors import OrbitServerError
+from . import routes
+from .client import OrbitServer, OrbitUser
+from .events import OrbitEvent, OrbitEvents
+from .models import Call, MetricsSample, Recording, Token, TurnCredentials, User
+
+__all__ = [
+    "Call", "MetricsSample", "OrbitEvent", "OrbitEvents", "OrbitServer", "OrbitServerError", "OrbitUser",
+    "Recording", "Token", "TurnCredentials", "User", "routes",
+]
