@@ -106,15 +106,14 @@ class OrbitUser:
 
         A fresh token from ``on_token_expired`` is also used for this client's REST calls.
         """
-        refresh = None
-        if on_token_expired is not None:
 
-            async def refresh() -> str:
-                token = await on_token_expired()
-                self.set_token(token)
-                return token
+        async def refresh() -> str:
+            token = await on_token_expired()
+            self.set_token(token)
+            return token
 
-        return OrbitEvents(self.base_url, self.token, self.client_id, on_token_expired=refresh, **options)
+        return OrbitEvents(self.base_url, self.token, self.client_id,
+                           on_token_expired=refresh if on_token_expired else None, **options)
 
     def __repr__(self) -> str:
         return f"OrbitUser(base_url={self.base_url!r}, client_id={self.client_id!r}, token={redact(self.token)!r})"
