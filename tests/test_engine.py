@@ -227,3 +227,24 @@ async def test_candidate_pair_reports_host_candidates_on_loopback(peers):
     pair = a.candidate_pair()
     assert (pair.local_type, pair.remote_type, pair.relay_transport) == ("host", "host", None)
     assert pair.remote_address.endswith(b.candidate_pair().local_address.split(":")[1])
+
+
+async def test_answerer_sends_its_tracks_and_trickled_candidates_connect_without_sdp_candidates(peers):
+    a, b = peers(), peers()
+    a.add_transceiver("audio", Tone(440), "sendrecv")
+    a.add_transceiver("video", TestPattern(), "sendrecv")
+    offer = await a.create_offer()
+    # A trickling offerer's SDP: no candidates and no end-of-candidates; b learns them by trickle only.
+    stripped = "\r\n".join(line for line in offer.splitlines()
+                           if not line.startswith(("a=candidate:", "a=end-of-candidates"))) + "\r\n"
+    assert await b.add_remote_candidate("candidate:garbage") is False  # ignored, not fatal
+    for candidate in a.local_candidates():
+        assert await b.add_remote_candidate(candidate["candidate"], candidate["sdpMid"], candidate["sdpMLineIndex"])
+    answer = await b.accept_offer(stripped, audio=Tone(880), video=TestPattern())
+    assert answer.count("a=sendrecv") == 2
+    await a.accept_answer(answer)
+    await asyncio.gather(a.wait_connected(), b.wait_connected())
+    heard_by_a = await collect_audio(a, 1.0)
+    assert abs(dominant_frequency(heard_by_a[-8000:], 16000) - 880) < 5
+    frame = await ConvertedStream(a.video.hub.subscribe(), video_converter("rgb24")).__anext__()
+    assert frame.width == 320

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
 
 from ..errors import IceFailedError, PeerConnectionError, SdpError
 from ..media.streams import TrackReader
@@ -91,7 +92,7 @@ class Peer:
         self._stats = StatsTracker()
         self._watchdog: asyncio.Task[None] | None = None
         self._channels: dict[str, DataChannel] = {}
-        self._incoming_channel = asyncio.Event()
+        self._remote_candidates: list[Any] = []
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
@@ -126,16 +127,57 @@ class Peer:
         await self._set_local(offer)
         return self._pc.localDescription.sdp
 
-    async def accept_offer(self, sdp: str) -> str:
-        """Answer a far side's offer (the answerer's role); return the complete answer SDP."""
+    async def accept_offer(
+        self, sdp: str, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None
+    ) -> str:
+        """Answer a far side's offer (the answerer's role) sending ``audio``/``video`` on the
+        offered transceivers of their kind; return the complete answer SDP."""
         self._set_state("connecting")
         await self._set_remote(sdp, "offer")
+        for transceiver in self._pc.getTransceivers():
+            track = {"audio": audio, "video": video}[transceiver.kind]
+            if track is not None and transceiver.sender.track is None:
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendrecv"
+            self._prefer_codecs(transceiver, transceiver.kind)
         await self._set_local(await self._pc.createAnswer())
+        await self._flush_remote_candidates()
         return self._pc.localDescription.sdp
 
     async def accept_answer(self, sdp: str) -> None:
         """Apply the far side's answer; ``SdpError`` if it is malformed or does not fit."""
         await self._set_remote(sdp, "answer")
+        await self._flush_remote_candidates()
+
+    async def add_remote_candidate(self, candidate: str, sdp_mid: str | None = None,
+                                   sdp_mline_index: int | None = None) -> bool:
+        """Add a candidate the far side trickled; kept until its description is applied.
+
+        A malformed candidate is logged and ignored (returns False): it must not end the call.
+        """
+        text = candidate[2:] if candidate.startswith("a=") else candidate
+        if not text.strip():
+            return False  # end-of-candidates
+        try:
+            parsed = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on the field count
+            log.warning("ignoring a malformed remote ICE candidate %r: %s", text[:80], exc)
+            return False
+        parsed.sdpMid = sdp_mid
+        # Neither given: the first (bundled) section, as the candidate can only be meant for it.
+        parsed.sdpMLineIndex = 0 if sdp_mid is None and sdp_mline_index is None else sdp_mline_index
+        self._remote_candidates.append(parsed)
+        if self._pc.remoteDescription is not None:
+            await self._flush_remote_candidates()
+        return True
+
+    async def _flush_remote_candidates(self) -> None:
+        pending, self._remote_candidates = self._remote_candidates, []
+        for parsed in pending:
+            try:
+                await self._pc.addIceCandidate(parsed)
+            except Exception as exc:  # a candidate for a section we do not have, a closed peer...
+                log.warning("remote ICE candidate not added: %s", exc)
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
         if not isinstance(sdp, str) or not sdp.startswith("v=0"):
@@ -222,7 +264,6 @@ class Peer:
 
     def _on_datachannel(self, channel: Any) -> None:
         self._channels[channel.label] = DataChannel(channel)
-        self._incoming_channel.set()
 
     def data_channel(self, label: str) -> DataChannel | None:
         """The channel with this label, created here or opened by the far side."""
