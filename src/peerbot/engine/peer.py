@@ -360,9 +360,12 @@ class Peer:
         await self._ended.wait()
         return self.end_reason or ""
 
-    async def close(self, reason: str = "closed by the application") -> None:
-        """Close the connection, stop readers and tasks; safe to call more than once."""
-        await self._end(reason, error=False)
+    async def close(self, reason: str = "closed by the application", *, error: bool = False) -> None:
+        """Close the connection, stop readers and tasks; safe to call more than once.
+
+        With ``error`` the reason reaches readers as ``SessionEndedError`` (e.g. the far side hung up).
+        """
+        await self._end(reason, error=error)
 
     async def _end(self, reason: str, *, error: bool) -> None:
         if self._ended.is_set():

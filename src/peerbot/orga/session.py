@@ -6,13 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from aiortc.mediastreams import MediaStreamTrack
-
-from ..engine.peer import Peer, PeerState
-from ..engine.stats import CallStats
-from ..media.frames import AudioFrame, VideoFrame
-from ..media.recorder import Recorder
-from ..media.streams import ConvertedStream, audio_converter, video_converter
+from ..media.streams import ConvertedStream
+from ..session import PeerSession
 from .client import OrgaClient
 from .events import Event, parse_event, session_update_message
 from .params import SessionParams, validate_params
@@ -21,18 +16,7 @@ from .routes import DATA_CHANNEL_LABEL
 log = logging.getLogger(__name__)
 
 
-def track_of(source: Any, kind: str) -> MediaStreamTrack | None:
-    """The track of ``kind`` in a source: a track itself, or an object with ``.audio``/``.video``."""
-    if source is None:
-        return None
-    if isinstance(source, MediaStreamTrack):
-        if source.kind != kind:
-            raise TypeError(f"expected an {kind} track, got a {source.kind} track")
-        return source
-    return getattr(source, kind)
-
-
-class OrgaSession:
+class OrgaSession(PeerSession):
     """A live Orga realtime session. Use ``async with peerbot.orga.connect(...) as session``.
 
     Sends ``source``'s audio and ``video``'s video; receives the assistant's audio through
@@ -55,32 +39,20 @@ class OrgaSession:
         turn_tls_ca: str | Path | None = None,
         record: str | Path | None = None,
     ) -> None:
+        super().__init__(source, video, record=record, relay_only=relay_only, codecs=codecs,
+                         gather_timeout=gather_timeout, liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca)
         self._client = client
         self.params = params
         self._ice_override = ice_servers
-        self._peer_options = dict(relay_only=relay_only, codecs=codecs, gather_timeout=gather_timeout,
-                                  liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca)
         self._connect_timeout = connect_timeout
-        self._audio_track = track_of(source, "audio")
-        self._video_track = track_of(video, "video")
-        self._record_path = record
-        self.recorder: Recorder | None = None
-        self.peer: Peer | None = None
         self.conversation_id: str | None = None
-
-    async def __aenter__(self) -> "OrgaSession":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Fetch the session config, negotiate the call, and wait until media can flow."""
         try:
             config = await self._client.get_session_config()
             ice = self._ice_override if self._ice_override is not None else config.ice_servers
-            self.peer = peer = Peer(ice, **self._peer_options)
+            peer = self._new_peer(ice)
             # The official client's shape: audio sendrecv, video sendonly, one data channel.
             peer.add_transceiver("audio", self._audio_track, "sendrecv" if self._audio_track else "recvonly")
             peer.add_transceiver("video", self._video_track, "sendonly")
@@ -91,10 +63,7 @@ class OrgaSession:
             )
             await peer.accept_answer(answer["sdp"])
             await peer.wait_connected(self._connect_timeout)
-            if self._record_path is not None:
-                self.recorder = Recorder(self._record_path)
-                # Orga sends no video (our video is sendonly): record the assistant's audio.
-                self.recorder.start(peer.audio.hub.subscribe(500), None)
+            self._start_recording(with_video=False)  # Orga sends no video: our video is sendonly
         except BaseException:
             await self.close()
             raise
@@ -102,15 +71,6 @@ class OrgaSession:
             await self._client.aclose()
 
     # --- what the application reads ---------------------------------------------------
-
-    def audio_frames(self, sample_rate: int | None = None, channels: int | None = None,
-                     *, max_queue: int = 50) -> ConvertedStream[AudioFrame]:
-        """Received audio as int16 frames (48 kHz stereo unless asked otherwise)."""
-        return ConvertedStream(self._require_peer().audio.hub.subscribe(max_queue), audio_converter(sample_rate, channels))
-
-    def video_frames(self, format: str = "rgb24", *, max_queue: int = 30) -> ConvertedStream[VideoFrame]:
-        """Received video as numpy pictures."""
-        return ConvertedStream(self._require_peer().video.hub.subscribe(max_queue), video_converter(format))
 
     def events(self) -> ConvertedStream[Event]:
         """Typed data-channel events from the session's start (nothing is missed by subscribing late)."""
@@ -125,33 +85,6 @@ class OrgaSession:
         await self._channel.send(session_update_message(
             voice=voice, model=model, temperature=temperature, instructions=instructions,
             modalities=modalities or list(self.params.modalities)))
-
-    def stats(self) -> CallStats:
-        """Loss, jitter, RTT, bitrates and a MOS estimate, refreshed every second."""
-        return self._require_peer().stats()
-
-    @property
-    def state(self) -> PeerState:
-        return self.peer.state if self.peer else "new"
-
-    async def closed(self) -> str:
-        """Wait for the session to end and return why."""
-        return await self._require_peer().closed()
-
-    async def close(self) -> None:
-        """Hang up: close the peer connection, stop sources and the recorder."""
-        if self.recorder is not None:
-            await self.recorder.stop()
-        if self.peer is not None:
-            await self.peer.close()
-        for track in (self._audio_track, self._video_track):
-            if track is not None:
-                track.stop()
-
-    def _require_peer(self) -> Peer:
-        if self.peer is None:
-            raise RuntimeError("the session has not started: use 'async with connect(...) as session'")
-        return self.peer
 
 
 def connect(
