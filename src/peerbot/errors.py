@@ -87,3 +87,12 @@ class MediaError(PeerbotError):
 
 class AudioDeviceError(MediaError):
     """An audio device is missing, or the audio stack (PortAudio) is not installed."""
+
+
+class CallNotConnectedError(PeerbotError):
+    """An Orbit call never reached media: ``outcome`` is ``rejected``, ``missed``, ``no_answer``,
+    ``cancelled`` or ``ended`` (the other party hung up during set-up)."""
+
+    def __init__(self, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome

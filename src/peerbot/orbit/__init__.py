@@ -2,11 +2,12 @@
 
 from ..errors import OrbitServerError
 from . import routes
+from .call import OrbitCall, answer, call
 from .client import OrbitServer, OrbitUser
 from .events import OrbitEvent, OrbitEvents
 from .models import Call, MetricsSample, Recording, Token, TurnCredentials, User
 
 __all__ = [
-    "Call", "MetricsSample", "OrbitEvent", "OrbitEvents", "OrbitServer", "OrbitServerError", "OrbitUser",
+    "Call", "MetricsSample", "OrbitCall", "answer", "call", "OrbitEvent", "OrbitEvents", "OrbitServer", "OrbitServerError", "OrbitUser",
     "Recording", "Token", "TurnCredentials", "User", "routes",
 ]

@@ -188,18 +188,21 @@ class OrbitEvents:
         return self._inbox.popleft()
 
     async def wait_for(
-        self, type: str, predicate: Callable[[OrbitEvent], bool] | None = None, timeout: float | None = 10.0
+        self, type: str | tuple[str, ...], predicate: Callable[[OrbitEvent], bool] | None = None,
+        timeout: float | None = 10.0,
     ) -> OrbitEvent:
-        """The first unread event of ``type`` (matching ``predicate``), taken out of the inbox.
+        """The first unread event of ``type`` (or of any of several types, matching ``predicate``),
+        taken out of the inbox.
 
         Raises ``TimeoutError`` after ``timeout`` seconds, or the stream's error if it ended.
         """
         self._require_started()
+        types = (type,) if isinstance(type, str) else type
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     for index, event in enumerate(self._inbox):
-                        if event.type == type and (predicate is None or predicate(event)):
+                        if event.type in types and (predicate is None or predicate(event)):
                             del self._inbox[index]
                             return event
                     if self._done:
