@@ -4,7 +4,8 @@
 it, starts ``turnserver`` with a random ``static-auth-secret`` on free ports, waits until UDP,
 TCP and TLS answer, yields a ``TurnServer`` and kills the process at the end. Its log (verbose:
 one line per allocation, and per-session usage counters when an allocation ends) is what the
-tests read to prove that media went through the relay.
+tests read to prove that media went through the relay. ``coturn`` is that server as a
+module-scoped fixture, for a test module to import.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -213,3 +215,11 @@ def running_turn_server(directory: Path, *, ready_timeout: float = 10.0) -> Iter
     finally:
         process.kill()
         process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def coturn(tmp_path_factory) -> Iterator[TurnServer]:
+    """One coturn for a test module: ``from turn_server import coturn  # noqa: F401`` there."""
+    with running_turn_server(tmp_path_factory.mktemp("coturn")) as server:
+        print(f"\ncoturn: {' '.join(server.command).replace(server.secret, '<secret>')}")
+        yield server

@@ -9,7 +9,9 @@ the wrong state, 413 for an oversized body.
 
 The calls routes take either the secret key with ``X-App-User-Id`` or a user token with
 ``X-Client-Id``. The WebSocket closes with 4001 when its token expires; events for a user who is
-not connected are kept ``event_buffer_ttl`` seconds for the next connection.
+not connected are kept ``event_buffer_ttl`` seconds for the next connection. Browser participants
+call it from their own origin, so it answers CORS preflights and lets any origin read every
+response, errors included (credentials travel in headers, never in cookies).
 """
 
 from __future__ import annotations
@@ -72,6 +74,23 @@ class Actor:
 
 
 _RouteHandler = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
+_CORS_HEADERS = ", ".join(("Authorization", "Content-Type", routes.CLIENT_ID_HEADER, routes.ACTING_USER_HEADER))
+
+
+async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+
+
+def _preflight(methods: Sequence[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    # A browser asks before sending Authorization, X-Client-Id or a JSON body across origins.
+    async def preflight(request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": ", ".join((*methods, "OPTIONS")),
+            "Access-Control-Allow-Headers": _CORS_HEADERS,
+            "Access-Control-Max-Age": "600",
+        })
+
+    return preflight
 
 
 class LocalOrbitServer:
@@ -237,10 +256,15 @@ class LocalOrbitServer:
             routes.CALLS_TOGGLE_RECORD: self._calls_toggle_record,
             routes.CALLS_LIST_RECORDINGS: self._calls_list_recordings,
         }
+        methods: dict[str, list[str]] = {}
         for route in routes.REST_ROUTES:
             app.router.add_route(route.method, route.template, self._authenticated(route, handlers[route]))
+            methods.setdefault(route.template, []).append(route.method)
+        for template, allowed in methods.items():  # one preflight per path, naming all its methods
+            app.router.add_route("OPTIONS", template, _preflight(allowed))
         app.router.add_route(routes.EVENTS.method, routes.EVENTS.template, self._events)
         app.router.add_get("/healthz", self._healthz)
+        app.on_response_prepare.append(_allow_any_origin)
         return app
 
     def _authenticated(
