@@ -7,14 +7,14 @@ import logging
 import sys
 
 from ..errors import PeerbotError
-from . import bench, call, devices, serve
+from . import bench, call, devices, orbit, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peerbot", description="A headless participant in WebRTC calls.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (call, serve, devices, bench):
+    for module in (call, orbit, serve, devices, bench):
         module.add_parser(commands)
     return parser
 
