@@ -90,11 +90,6 @@ async def run(args: argparse.Namespace) -> None:
             await take_call(target, args, taken)
         if demo is not None:
             await demo
-    # A call the far side hung up finishes its teardown in the background (close() does not wait
-    # for it): let it close its sockets before asyncio.run cancels what is left.
-    others = asyncio.all_tasks() - {asyncio.current_task()}
-    if others:
-        await asyncio.wait(others, timeout=5.0)
 
 
 def main() -> int:

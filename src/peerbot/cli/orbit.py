@@ -40,14 +40,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     c.add_argument("user", metavar="USER", help="whom to call: an external id, or an Orbit user id")
     c.add_argument("--type", choices=("voice", "video"), help="call type (default: video when --video is set)")
     _add_common(c, ring_default=30.0, ring_help="give up if USER has not answered within S seconds (default 30)")
-    c.set_defaults(run=lambda args: asyncio.run(_settled(_call(args))))
+    c.set_defaults(run=lambda args: asyncio.run(_call(args)))
     a = actions.add_parser("answer", help="answer the next incoming Orbit call",
                            description=f"Answer the next call to the bot user. {_LOCAL} It calls you: that is the"
                            " demo, unless --no-demo, which prints how to call in from another terminal.")
     a.add_argument("--call-id", help="answer this call rather than waiting for the next one")
     a.add_argument("--no-demo", action="store_true", help="with the local server: wait for a real caller")
     _add_common(a, ring_default=None, ring_help="give up if no call comes within S seconds (default: wait)")
-    a.set_defaults(run=lambda args: asyncio.run(_settled(_answer(args))))
+    a.set_defaults(run=lambda args: asyncio.run(_answer(args)))
 
 
 def _add_common(p: argparse.ArgumentParser, *, ring_default: float | None, ring_help: str) -> None:
@@ -174,20 +174,6 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     if args.record:
         console.print(f"  recorded to {args.record}")
     return 0 if error is None or session.ended_by_remote == "hangup" else 1
-
-
-async def _settled(command) -> int:
-    """Run ``command``, then let background teardown finish before the loop closes.
-
-    When the far side hangs up, OrbitCall tears the call down in its event task and ``close()``
-    returns at once; cancelling that task at loop shutdown would leave its sockets unclosed.
-    """
-    try:
-        return await command
-    finally:
-        others = asyncio.all_tasks() - {asyncio.current_task()}
-        if others:
-            await asyncio.wait(others, timeout=5.0)
 
 
 def _local(args: argparse.Namespace) -> bool | None:

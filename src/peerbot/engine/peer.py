@@ -93,6 +93,7 @@ class Peer:
         self._watchdog: asyncio.Task[None] | None = None
         self._channels: dict[str, DataChannel] = {}
         self._remote_candidates: list[Any] = []
+        self._expected_close: str | None = None
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
@@ -277,10 +278,16 @@ class Peer:
             self._connected.set()
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="peerbot-liveness")
+        elif self._expected_close is not None and state in ("failed", "closed"):
+            asyncio.ensure_future(self._end(self._expected_close, error=False))
         elif state == "failed":
             asyncio.ensure_future(self._end("ICE failed: no candidate pair could connect", error=True))
         elif state == "closed" and not self._ended.is_set():
             asyncio.ensure_future(self._end("the far side closed the connection", error=True))
+
+    def expect_close(self, reason: str) -> None:
+        """We are hanging up: the far side closing from now on ends the peer with ``reason``, not an error."""
+        self._expected_close = reason
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         """Wait for DTLS to be up; raise if the peer ends or the timeout passes first."""
@@ -311,9 +318,8 @@ class Peer:
             if self._stats.transport_packets_received != last_count:
                 last_count, last_seen = self._stats.transport_packets_received, now
             elif now - last_seen > self.liveness_timeout:
-                await self._end(
-                    f"the far side went silent: nothing received for {self.liveness_timeout:g} s", error=True
-                )
+                silent = f"the far side went silent: nothing received for {self.liveness_timeout:g} s"
+                await self._end(self._expected_close or silent, error=self._expected_close is None)
                 return
 
     def _clock_rates(self) -> dict[str, int]:

@@ -52,6 +52,7 @@ class OrbitCall(PeerSession):
             raise PeerbotError(f"call type must be one of {routes.CALL_TYPES}, got {type!r}")
         self._user = user
         self.callee_id = callee_id
+        self.caller_id: str | None = None  # known once a call is answered
         self.call_id = call_id
         self.type: CallType = type
         self.role = "caller" if callee_id else "callee"
@@ -63,7 +64,8 @@ class OrbitCall(PeerSession):
         self._tasks: list[asyncio.Task[Any]] = []
         self.ended_by_remote: str | None = None
         self.metrics_submitted = 0
-        self._finished = False
+        self._teardown: asyncio.Task[None] | None = None
+        self._torn_down = asyncio.Event()
 
     # --- set-up -----------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class OrbitCall(PeerSession):
             self.type = incoming.data.get("type", "voice")
         self._watch()
         call = await self._user.calls.accept(self.call_id)
-        self.type = call.type
+        self.type, self.caller_id = call.type, call.caller_id
         offer = await asyncio.wait_for(self._signal(routes.CALL_OFFER), self._connect_timeout)
         peer = await self._make_peer()
         answer = await peer.accept_offer(offer.data["sdp"], audio=self._audio_track,
@@ -200,22 +202,34 @@ class OrbitCall(PeerSession):
         """Hang up: tell the server (the other party gets ``call:ended``), close media and sockets."""
         await self._finish("hung up", error=False, tell_server=True)
 
-    async def _finish(self, reason: str, *, error: bool, tell_server: bool) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if tell_server and self.call_id and self.ended_by_remote is None:
-            with contextlib.suppress(OrbitServerError):  # already ended on the server: nothing to undo
-                await self._user.calls.end(self.call_id)
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
-        await self._end(reason, error=error)
-        await self._events.aclose()
-        await self._user.aclose()
+    async def closed(self) -> str:
+        """Wait until the call has ended and everything is released; return why it ended."""
+        reason = await super().closed()
+        await self._torn_down.wait()
+        return reason
 
+    async def _finish(self, reason: str, *, error: bool, tell_server: bool) -> None:
+        # One teardown, in its own task: the event task that may start it is among those it
+        # cancels, and every later caller (close(), closed()) waits for the same one.
+        if self._teardown is None:
+            self._teardown = asyncio.create_task(self._tear_down(reason, error, tell_server))
+        await asyncio.shield(self._teardown)
+
+    async def _tear_down(self, reason: str, error: bool, tell_server: bool) -> None:
+        try:
+            if self.peer is not None and not error:
+                self.peer.expect_close(reason)  # the far side closing after our hang-up is no failure
+            if tell_server and self.call_id and self.ended_by_remote is None:
+                with contextlib.suppress(OrbitServerError):  # already ended on the server: nothing to undo
+                    await self._user.calls.end(self.call_id)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._end(reason, error=error)
+            await self._events.aclose()
+            await self._user.aclose()
+        finally:
+            self._torn_down.set()
 
 def call(
     callee_id: str,
