@@ -36,6 +36,7 @@ from ..errors import ConfigurationError
 from ..orbit import routes
 from ..orbit.models import Call, MalformedResponse, Token, TurnCredentials
 from ..orbit.routes import Auth, Route
+from ._listener import Listener
 from ._json_api import ApiError, bearer, json_errors, read_json_object
 from ._orbit_hub import EventHub
 from ._orbit_state import CallBook, Directory
@@ -93,7 +94,7 @@ def _preflight(methods: Sequence[str]) -> Callable[[web.Request], Awaitable[web.
     return preflight
 
 
-class LocalOrbitServer:
+class LocalOrbitServer(Listener):
     """An Orbit-compatible signalling server for tests and local use.
 
     ``async with LocalOrbitServer() as server:`` starts it on a free port; ``server.base_url``,
@@ -122,9 +123,8 @@ class LocalOrbitServer:
             raise ConfigurationError("turn_urls and turn_secret go together")
         if ring_timeout <= 0 or event_buffer_ttl < 0:
             raise ConfigurationError("ring_timeout must be positive and event_buffer_ttl not negative")
-        self.host = host
+        super().__init__(host, port)
         self.ring_timeout = float(ring_timeout)
-        self._requested_port = port
         self._secret_keys, self._publishable_keys = _key_pairs(secret_keys, publishable_keys)
         self._apps = {key_id(sk): pk for sk, pk in zip(self._secret_keys, self._publishable_keys)}
         self._ice_servers = _valid_ice_servers(ice_servers or ())
@@ -137,8 +137,6 @@ class LocalOrbitServer:
         self._hub = EventHub(event_buffer_ttl)
         self._ringing: dict[str, asyncio.Task[None]] = {}
         self._live: dict[web.WebSocketResponse, tuple[str, web.BaseRequest]] = {}
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self.app = self._make_app(max_body_size)
 
     def __repr__(self) -> str:
@@ -166,18 +164,6 @@ class LocalOrbitServer:
         return self._publishable_keys
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the server is not started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """``http://host:port``, to give a client as its ``ORBIT_BASE_URL``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
     def calls(self) -> Mapping[str, Call]:
         """Every call by id, in its current state (read-only view)."""
         return MappingProxyType(self._calls.calls)
@@ -195,19 +181,8 @@ class LocalOrbitServer:
         return len(dropped)
 
     async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the server is already started")
-        # No access log: the WebSocket's query string holds the user token.
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        """Start listening."""
+        await super().start()
         log.info("local Orbit server on %s (secret key %s)", self.base_url, redact(self.secret_key))
 
     async def stop(self) -> None:
@@ -219,16 +194,7 @@ class LocalOrbitServer:
             *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping") for ws in list(self._live)),
             return_exceptions=True,
         )
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> LocalOrbitServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        await super().stop()
 
     # --- wiring ----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from aiortc import RTCIceServer
 from .._redact import redact
 from ..errors import ConfigurationError, SdpError
 from ..orga.routes import CALLS, CLIENT_SECRETS, ICE_CONFIG, ROUTES, Auth, Route
+from ._listener import Listener
 from ._json_api import ApiError, Handler, bearer, json_errors, read_json_object
 from ._offer import InvalidCallRequest, merge_candidates, parse_call_request
 from .echo_assistant import EchoCall
@@ -91,7 +92,7 @@ def _rtc_ice_servers(servers: Iterable[Mapping[str, Any]]) -> list[RTCIceServer]
     return [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in servers]
 
 
-class LocalOrgaServer:
+class LocalOrgaServer(Listener):
     """An Orga-compatible server with an echo assistant on the far side of each call.
 
     ``async with LocalOrgaServer() as server:`` starts it on a free port; ``server.base_url`` and
@@ -125,11 +126,10 @@ class LocalOrgaServer:
             raise ConfigurationError("turn_urls and turn_secret go together")
         if token_ttl <= 0 or max_token_ttl < token_ttl:
             raise ConfigurationError("token_ttl must be positive and at most max_token_ttl")
-        self.host = host
+        super().__init__(host, port)
         self.echo_delay = echo_delay
         self.token_ttl = token_ttl
         self.max_token_ttl = max_token_ttl
-        self._requested_port = port
         self._api_keys = keys or (generate_api_key(),)
         self._ice_servers = [_ice_server_json(s) for s in ice_servers or ()]
         self._turn_urls = [turn_urls] if isinstance(turn_urls, str) else list(turn_urls or ())
@@ -139,8 +139,6 @@ class LocalOrgaServer:
         self._answer_timeout = answer_timeout
         self._token_secret = secrets.token_bytes(32)  # tokens die with the server, by design
         self._calls: dict[str, EchoCall] = {}
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._stopping = False
         self.app = self._make_app(max_body_size)
 
@@ -160,54 +158,21 @@ class LocalOrgaServer:
         return self._api_keys
 
     @property
-    def port(self) -> int:
-        """The port it listens on; the picked one when started with ``port=0``."""
-        if self._port is None:
-            raise RuntimeError("the server is not started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """``http://host:port``, to give a client as its Orga base URL."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
     def calls(self) -> Mapping[str, EchoCall]:
         """Live calls by conversation id (read-only view)."""
         return MappingProxyType(self._calls)
 
     async def start(self) -> None:
         """Start listening."""
-        if self._runner is not None:
-            raise RuntimeError("the server is already started")
-        # No access log: request lines carry the user's email in the query string.
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner, self._stopping = runner, False
-        self._port = int(runner.addresses[0][1])
+        self._stopping = False
+        await super().start()
         log.info("local Orga server on %s (API key %s)", self.base_url, redact(self.api_key))
 
     async def stop(self) -> None:
         """Close every call's peer connection, then stop listening."""
         self._stopping = True
         await asyncio.gather(*(call.close() for call in list(self._calls.values())), return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> LocalOrgaServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        await super().stop()
 
     # --- wiring ----------------------------------------------------------------------
 
