@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
 
@@ -56,3 +61,17 @@ class Listener:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+async def serve_until_signal(make: Callable[[], Listener], on_ready: Callable[[Any], None]) -> None:
+    """Run the server ``make()`` builds until SIGINT or SIGTERM (for ``peerbot serve``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
+            pass
+    async with make() as server:
+        on_ready(server)
+        await stop.wait()

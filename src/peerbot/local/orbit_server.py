@@ -21,7 +21,6 @@ import hmac
 import logging
 import math
 import secrets
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from ..errors import ConfigurationError
 from ..orbit import routes
 from ..orbit.models import Call, MalformedResponse, Token, TurnCredentials
 from ..orbit.routes import Auth, Route
-from ._listener import Listener
+from ._listener import Listener, serve_until_signal
 from ._json_api import ApiError, bearer, json_errors, read_json_object
 from ._orbit_hub import EventHub
 from ._orbit_state import CallBook, Directory
@@ -606,22 +605,5 @@ def serve(
     ``options`` are ``LocalOrbitServer``'s keyword arguments. ``on_ready`` is called once it
     listens; by default the base URL, the secret key and the publishable key are printed.
     """
-    asyncio.run(_serve(host, port, on_ready, options))
-
-
-async def _serve(
-    host: str, port: int, on_ready: Callable[[LocalOrbitServer], None] | None, options: dict[str, Any]
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
-            pass
-    async with LocalOrbitServer(host, port, **options) as server:
-        if on_ready is not None:
-            on_ready(server)
-        else:
-            _announce(server, generated_key=not options.get("secret_keys"))
-        await stop.wait()
+    announce = on_ready or (lambda server: _announce(server, generated_key=not options.get("secret_keys")))
+    asyncio.run(serve_until_signal(lambda: LocalOrbitServer(host, port, **options), announce))

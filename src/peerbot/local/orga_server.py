@@ -16,7 +16,6 @@ import hmac
 import logging
 import re
 import secrets
-import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -27,7 +26,7 @@ from aiortc import RTCIceServer
 from .._redact import redact
 from ..errors import ConfigurationError, SdpError
 from ..orga.routes import CALLS, CLIENT_SECRETS, ICE_CONFIG, ROUTES, Auth, Route
-from ._listener import Listener
+from ._listener import Listener, serve_until_signal
 from ._json_api import ApiError, Handler, bearer, json_errors, read_json_object
 from ._offer import InvalidCallRequest, merge_candidates, parse_call_request
 from .echo_assistant import EchoCall
@@ -307,22 +306,5 @@ def serve(
     ``options`` are ``LocalOrgaServer``'s keyword arguments. ``on_ready`` is called once it
     listens; by default the base URL and API key are printed.
     """
-    asyncio.run(_serve(host, port, on_ready, options))
-
-
-async def _serve(
-    host: str, port: int, on_ready: Callable[[LocalOrgaServer], None] | None, options: dict[str, Any]
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
-            pass
-    async with LocalOrgaServer(host, port, **options) as server:
-        if on_ready is not None:
-            on_ready(server)
-        else:
-            _announce(server, generated_key=not options.get("api_keys"))
-        await stop.wait()
+    announce = on_ready or (lambda server: _announce(server, generated_key=not options.get("api_keys")))
+    asyncio.run(serve_until_signal(lambda: LocalOrgaServer(host, port, **options), announce))
