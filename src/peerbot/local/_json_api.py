@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -67,3 +67,24 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "the body must be a JSON object")
     return data
+
+
+# --- CORS: the real services answer browsers directly, so the local ones do too ------------
+
+
+async def allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: every response, errors included, may be read cross-origin."""
+    response.headers["Access-Control-Allow-Origin"] = "*"
+
+
+def preflight(methods: Sequence[str], headers: str) -> Handler:
+    """An ``OPTIONS`` handler allowing ``methods`` and request ``headers`` (no credentials)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": ", ".join((*methods, "OPTIONS")),
+            "Access-Control-Allow-Headers": headers,
+            "Access-Control-Max-Age": "600",
+        })
+
+    return answer

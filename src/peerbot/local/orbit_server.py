@@ -36,7 +36,7 @@ from ..orbit import routes
 from ..orbit.models import Call, MalformedResponse, Token, TurnCredentials
 from ..orbit.routes import Auth, Route
 from ._listener import Listener, serve_until_signal
-from ._json_api import ApiError, bearer, json_errors, read_json_object
+from ._json_api import ApiError, allow_any_origin, bearer, json_errors, preflight, read_json_object
 from ._orbit_hub import EventHub
 from ._orbit_state import CallBook, Directory
 from .tokens import (
@@ -75,22 +75,6 @@ class Actor:
 
 _RouteHandler = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
 _CORS_HEADERS = ", ".join(("Authorization", "Content-Type", routes.CLIENT_ID_HEADER, routes.ACTING_USER_HEADER))
-
-
-async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Access-Control-Allow-Origin"] = "*"
-
-
-def _preflight(methods: Sequence[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    # A browser asks before sending Authorization, X-Client-Id or a JSON body across origins.
-    async def preflight(request: web.Request) -> web.Response:
-        return web.Response(status=204, headers={
-            "Access-Control-Allow-Methods": ", ".join((*methods, "OPTIONS")),
-            "Access-Control-Allow-Headers": _CORS_HEADERS,
-            "Access-Control-Max-Age": "600",
-        })
-
-    return preflight
 
 
 class LocalOrbitServer(Listener):
@@ -226,10 +210,10 @@ class LocalOrbitServer(Listener):
             app.router.add_route(route.method, route.template, self._authenticated(route, handlers[route]))
             methods.setdefault(route.template, []).append(route.method)
         for template, allowed in methods.items():  # one preflight per path, naming all its methods
-            app.router.add_route("OPTIONS", template, _preflight(allowed))
+            app.router.add_route("OPTIONS", template, preflight(allowed, _CORS_HEADERS))
         app.router.add_route(routes.EVENTS.method, routes.EVENTS.template, self._events)
         app.router.add_get("/healthz", self._healthz)
-        app.on_response_prepare.append(_allow_any_origin)
+        app.on_response_prepare.append(allow_any_origin)
         return app
 
     def _authenticated(

@@ -27,7 +27,7 @@ from .._redact import redact
 from ..errors import ConfigurationError, SdpError
 from ..orga.routes import CALLS, CLIENT_SECRETS, ICE_CONFIG, ROUTES, Auth, Route
 from ._listener import Listener, serve_until_signal
-from ._json_api import ApiError, Handler, bearer, json_errors, read_json_object
+from ._json_api import ApiError, Handler, allow_any_origin, bearer, json_errors, preflight, read_json_object
 from ._offer import InvalidCallRequest, merge_candidates, parse_call_request
 from .echo_assistant import EchoCall
 from .tokens import (
@@ -53,27 +53,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the SDK's own "x@y.z" chec
 def generate_api_key() -> str:
     """A fresh random API key, ``orga_local_…``."""
     return API_KEY_PREFIX + secrets.token_urlsafe(24)
-
-
-async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Access-Control-Allow-Origin"] = "*"
-
-
-def _preflight(route: Route) -> _Handler:
-    # A browser asks before sending Authorization or a JSON body across origins, without credentials.
-    async def preflight(request: web.Request) -> web.Response:
-        return web.Response(
-            status=204,
-            headers={
-                "Access-Control-Allow-Methods": f"{route.method}, OPTIONS",
-                "Access-Control-Allow-Headers": "Authorization, Content-Type",
-                "Access-Control-Max-Age": "600",
-            },
-        )
-
-    return preflight
-
-
 
 
 def _ice_server_json(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,9 +163,9 @@ class LocalOrgaServer(Listener):
         }
         for route in ROUTES:
             app.router.add_route(route.method, route.path, self._authenticated(route, handlers[route]))
-            app.router.add_route("OPTIONS", route.path, _preflight(route))
+            app.router.add_route("OPTIONS", route.path, preflight([route.method], "Authorization, Content-Type"))
         app.router.add_get("/healthz", self._healthz)
-        app.on_response_prepare.append(_allow_any_origin)
+        app.on_response_prepare.append(allow_any_origin)
         return app
 
     def _authenticated(
