@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 
 import av
@@ -109,3 +110,26 @@ async def _take(stream, n: int):
         if n == 0:
             stream.close()
             return
+
+
+def write_video(path, seconds: float, fps: int = 15) -> None:
+    """A small H.264 clip of flat grey frames."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90 + i, np.uint8), format="rgb24")
+            frame.pts = i
+            frame.time_base = fractions.Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+async def test_looping_video_file_keeps_sending_past_its_end(tmp_path, orga_server, orga_kwargs):
+    path = tmp_path / "clip.mp4"
+    write_video(path, 1.0)
+    clip = File(path, loop=True)
+    async with orga.connect(None, clip, **orga_kwargs) as session:
+        await asyncio.sleep(3.0)
+        received = orga_server.calls[session.conversation_id].video_frames_received
+    assert received > 30  # a 15-frame clip, looped for 3 s

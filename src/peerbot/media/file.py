@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -20,7 +21,8 @@ class File:
     """Plays a file in real time; ``audio`` and ``video`` are its tracks (None when absent).
 
     aiortc's ``MediaPlayer`` does the decoding in a thread and paces it; ``loop=True`` restarts
-    at the end. Without looping, the audio goes on as silence once the file is over (like a
+    at the end (by reopening the file: MediaPlayer's own looping misses the end of file with
+    current PyAV), timestamps carrying on. Without looping, the audio goes on as silence once the file is over (like a
     participant who stopped talking: the call stays up and the far side hears the pause), unless
     ``then_silence=False``, which ends the track with the file.
     """
@@ -29,15 +31,21 @@ class File:
         self.path = Path(path)
         if not self.path.is_file():
             raise MediaError(f"media file not found: {self.path}")
-        try:
-            self._player = MediaPlayer(str(self.path), loop=loop)
-        except Exception as exc:  # av raises many types for unreadable files
-            raise MediaError(f"cannot open media file {self.path}: {exc}") from exc
+        self._player = self._open()
         if self._player.audio is None and self._player.video is None:
             raise MediaError(f"{self.path} has neither audio nor video")
-        self._audio = self._player.audio
-        if self._audio is not None and then_silence and not loop:
+        self._audio, self._video = self._player.audio, self._player.video
+        if loop:
+            self._audio = self._audio and Looping(self._audio, lambda: self._open().audio)
+            self._video = self._video and Looping(self._video, lambda: self._open().video)
+        elif self._audio is not None and then_silence:
             self._audio = SilenceAfterEnd(self._audio)
+
+    def _open(self) -> MediaPlayer:
+        try:
+            return MediaPlayer(str(self.path))
+        except Exception as exc:  # av raises many types for unreadable files
+            raise MediaError(f"cannot open media file {self.path}: {exc}") from exc
 
     @property
     def audio(self) -> MediaStreamTrack | None:
@@ -45,16 +53,53 @@ class File:
 
     @property
     def video(self) -> MediaStreamTrack | None:
-        return self._player.video
+        return self._video
 
     def stop(self) -> None:
         """Stop decoding and end both tracks."""
-        for track in (self._audio, self._player.audio, self._player.video):
+        for track in (self._audio, self._video, self._player.audio, self._player.video):
             if track is not None:
                 track.stop()
 
     def __repr__(self) -> str:
         return f"File({str(self.path)!r})"
+
+
+class Looping(MediaStreamTrack):
+    """Relays a file's track; at its end, reopens the file and shifts timestamps past the end."""
+
+    def __init__(self, track: MediaStreamTrack, reopen: Callable[[], MediaStreamTrack | None]) -> None:
+        super().__init__()
+        self.kind = track.kind
+        self._track = track
+        self._reopen = reopen
+        self._offset = 0.0  # seconds added to the current pass's timestamps
+        self._end = 0.0  # where the latest frame ends, in the same timeline
+
+    async def recv(self) -> av.frame.Frame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        for _ in range(2):  # one reopen per end; a file that yields nothing ends the track
+            try:
+                frame = await self._track.recv()
+            except MediaStreamError:
+                self._track.stop()
+                self._track, self._offset = self._reopen(), self._end
+                if self._track is None:
+                    break
+                continue
+            start = float(frame.pts * frame.time_base) + self._offset
+            frame.pts = round(start / frame.time_base)
+            length = frame.samples / frame.sample_rate if isinstance(frame, av.AudioFrame) else 1 / 30
+            self._end = max(self._end, start + length)
+            return frame
+        self.stop()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        if self._track is not None:
+            self._track.stop()
 
 
 class SilenceAfterEnd(MediaStreamTrack):
