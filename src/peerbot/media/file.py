@@ -20,46 +20,62 @@ from ..errors import MediaError
 class File:
     """Plays a file in real time; ``audio`` and ``video`` are its tracks (None when absent).
 
-    aiortc's ``MediaPlayer`` does the decoding in a thread and paces it; ``loop=True`` restarts
-    at the end (by reopening the file: MediaPlayer's own looping misses the end of file with
-    current PyAV), timestamps carrying on. Without looping, the audio goes on as silence once the file is over (like a
-    participant who stopped talking: the call stays up and the far side hears the pause), unless
-    ``then_silence=False``, which ends the track with the file.
+    aiortc's ``MediaPlayer`` does the decoding in a thread and paces it. Each kind gets its own
+    player, made when first asked for, so that using a video file for its sound decodes no
+    pictures. ``loop=True`` restarts at the end by reopening the file (MediaPlayer's own looping
+    misses the end of file with current PyAV), timestamps carrying on. Without looping, the audio
+    goes on as silence once the file is over (like a participant who stopped talking: the call
+    stays up and the far side hears the pause), unless ``then_silence=False``.
     """
 
     def __init__(self, path: str | Path, *, loop: bool = False, then_silence: bool = True) -> None:
         self.path = Path(path)
+        self.loop = loop
+        self.then_silence = then_silence
         if not self.path.is_file():
             raise MediaError(f"media file not found: {self.path}")
-        self._player = self._open()
-        if self._player.audio is None and self._player.video is None:
-            raise MediaError(f"{self.path} has neither audio nor video")
-        self._audio, self._video = self._player.audio, self._player.video
-        if loop:
-            self._audio = self._audio and Looping(self._audio, lambda: self._open().audio)
-            self._video = self._video and Looping(self._video, lambda: self._open().video)
-        elif self._audio is not None and then_silence:
-            self._audio = SilenceAfterEnd(self._audio)
-
-    def _open(self) -> MediaPlayer:
         try:
-            return MediaPlayer(str(self.path))
+            with av.open(str(self.path)) as container:
+                self._kinds = {s.type for s in container.streams if s.type in ("audio", "video")}
         except Exception as exc:  # av raises many types for unreadable files
             raise MediaError(f"cannot open media file {self.path}: {exc}") from exc
+        if not self._kinds:
+            raise MediaError(f"{self.path} has neither audio nor video")
+        self._tracks: dict[str, MediaStreamTrack] = {}
 
     @property
     def audio(self) -> MediaStreamTrack | None:
-        return self._audio
+        return self._track("audio")
 
     @property
     def video(self) -> MediaStreamTrack | None:
-        return self._video
+        return self._track("video")
+
+    def _track(self, kind: str) -> MediaStreamTrack | None:
+        if kind not in self._kinds:
+            return None
+        if kind not in self._tracks:
+            track = self._play(kind)
+            if self.loop:
+                track = Looping(track, lambda: self._play(kind))
+            elif kind == "audio" and self.then_silence:
+                track = SilenceAfterEnd(track)
+            self._tracks[kind] = track
+        return self._tracks[kind]
+
+    def _play(self, kind: str) -> MediaStreamTrack:
+        try:
+            player = MediaPlayer(str(self.path))
+        except Exception as exc:
+            raise MediaError(f"cannot open media file {self.path}: {exc}") from exc
+        # The player decodes every stream it keeps into unbounded queues, read or not: keep one.
+        player._MediaPlayer__streams = [s for s in player._MediaPlayer__streams if s.type == kind]
+        return getattr(player, kind)
 
     def stop(self) -> None:
-        """Stop decoding and end both tracks."""
-        for track in (self._audio, self._video, self._player.audio, self._player.video):
-            if track is not None:
-                track.stop()
+        """Stop decoding and end the tracks."""
+        for track in self._tracks.values():
+            track.stop()
 
     def __repr__(self) -> str:
         return f"File({str(self.path)!r})"
