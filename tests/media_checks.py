@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import numpy as np
 
 
@@ -15,3 +18,17 @@ def dominant_frequency(samples: np.ndarray, sample_rate: int) -> float:
 
 def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+async def drain(stream: Any, seconds: float) -> list:
+    """Every frame a stream yields within ``seconds``; the stream is closed afterwards."""
+    got: list = []
+    try:
+        async with asyncio.timeout(seconds):
+            async for frame in stream:
+                got.append(frame)
+    except TimeoutError:
+        pass
+    finally:
+        stream.close()
+    return got

@@ -20,7 +20,7 @@ from peerbot.media import TestPattern, Tone
 from peerbot.media.streams import ConvertedStream, audio_converter, video_converter
 
 from browser import chromium_page
-from media_checks import dominant_frequency, rms
+from media_checks import dominant_frequency, drain, rms
 
 WINDOW = 2.0  # seconds of media collected once connected
 RATE = 16000  # peerbot's received audio is read at this rate, mono
@@ -70,17 +70,6 @@ async def require_codecs(page: Any, wanted: dict[str, str]) -> None:
                 )
 
 
-async def drain(stream: ConvertedStream, into: list, seconds: float) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            async for frame in stream:
-                into.append(frame)
-    except TimeoutError:
-        pass
-    finally:
-        stream.close()
-
-
 async def read_counters_in_chromium(page: Any) -> list[dict[str, Any]]:
     """peerbot's frame counter read from Chromium's decoded picture, twice, one second apart."""
     await asyncio.sleep(WINDOW / 4)
@@ -117,10 +106,8 @@ async def test_chromium_answers_and_the_preferred_codecs_carry_audio_and_video_b
             await peer.accept_answer(answer)
             await peer.wait_connected()
 
-            heard: list = []
-            seen: list = []
-            _, _, counters = await asyncio.gather(
-                drain(audio, heard, WINDOW), drain(video, seen, WINDOW), read_counters_in_chromium(page)
+            heard, seen, counters = await asyncio.gather(
+                drain(audio, WINDOW), drain(video, WINDOW), read_counters_in_chromium(page)
             )
             chromium = await page.evaluate("stats()")
             tone = await page.evaluate("dominantFrequency()")

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from browser import chromium_page
-from media_checks import dominant_frequency, rms
+from media_checks import dominant_frequency, drain, rms
 from orbit_bed import Participant, orbit_bed
 from peerbot import orbit
 from peerbot.media import TestPattern, Tone
@@ -32,19 +32,6 @@ PAGE_ORIGIN = "http://localhost:8000"
 
 async def open_page(page: Any, user: Participant) -> None:
     await page.evaluate("o => start(o)", {"baseUrl": user.base_url, "token": user.token, "clientId": user.client_id})
-
-
-async def drain(stream: Any, seconds: float) -> list:
-    got: list = []
-    try:
-        async with asyncio.timeout(seconds):
-            async for frame in stream:
-                got.append(frame)
-    except TimeoutError:
-        pass
-    finally:
-        stream.close()
-    return got
 
 
 async def what_peerbot_received(call: orbit.OrbitCall) -> tuple[list, list]:
