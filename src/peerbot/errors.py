@@ -15,6 +15,10 @@ class ConfigurationError(PeerbotError, ValueError):
     """A setting is missing or invalid; raised before any request is made."""
 
 
+class SessionStateError(PeerbotError, RuntimeError):
+    """A session was used in the wrong state: before ``async with`` started it, or entered twice."""
+
+
 # --- Orga signalling -----------------------------------------------------------------
 
 
