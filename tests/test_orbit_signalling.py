@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from peerbot.errors import ConfigurationError, OrbitServerError
+from peerbot.errors import ConfigurationError, OrbitAuthenticationError, OrbitError, OrbitServerError
 from peerbot.local.orbit_server import LocalOrbitServer
 from peerbot.orbit import OrbitEvent, OrbitEvents, OrbitServer, OrbitUser, Token, User, routes
 from peerbot.orbit.routes import (
@@ -117,8 +117,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def raises(awaitable: Awaitable[Any]) -> OrbitServerError:
-    with pytest.raises(OrbitServerError) as info:
+async def raises(awaitable: Awaitable[Any]) -> OrbitError:
+    with pytest.raises(OrbitError) as info:
         await awaitable
     return info.value
 
@@ -316,6 +316,7 @@ async def test_wrong_state_transitions_raise_409_invalid_call_state(
 
     for error in (ringing_record, accept_twice, reject_accepted, end_twice, offer_after_end):
         assert (error.status, error.code) == (409, "invalid_call_state"), error.message
+        assert type(error) is OrbitServerError
 
 
 async def test_only_the_callee_answers_and_a_non_party_is_refused_with_403(
@@ -334,6 +335,7 @@ async def test_only_the_callee_answers_and_a_non_party_is_refused_with_403(
     assert (caller_accepts.status, caller_accepts.code) == (403, "not_the_callee")
     for error in (outsider_ends, outsider_offers, outsider_reads):
         assert (error.status, error.code) == (403, "not_a_participant")
+    assert all(isinstance(e, OrbitAuthenticationError) for e in (caller_accepts, outsider_ends, outsider_offers))
     assert server.calls[call.id].status == "ringing"
 
 
@@ -371,6 +373,7 @@ async def test_unknown_ids_raise_404(server: LocalOrbitServer, orbit: OrbitServe
 
     assert [e.status for e in errors] == [404] * 6
     assert {e.code for e in errors} == {"user_not_found", "call_not_found"}
+    assert all(type(e) is OrbitServerError for e in errors)
 
 
 async def test_bad_secret_key_is_refused_with_401_and_a_user_token_on_users_routes_with_403(
@@ -384,6 +387,7 @@ async def test_bad_secret_key_is_refused_with_401_and_a_user_token_on_users_rout
 
     assert (bad_key.status, bad_key.code) == (401, "invalid_secret_key")
     assert bad_key_on_calls.status == 401
+    assert isinstance(bad_key, OrbitAuthenticationError) and isinstance(bad_key_on_calls, OrbitAuthenticationError)
     assert token_on_users.status_code == 403 and token_on_users.json()["error"]["code"] == "secret_key_required"
 
 
@@ -649,7 +653,7 @@ async def test_an_already_expired_token_is_refreshed_on_connect_or_ends_the_stre
         while server.connections(user.id) == 0 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         assert refreshed.token_refreshes == 1 and server.connections(user.id) == 1
-    assert (error.status, error.code) == (401, "token_expired")
+    assert (error.status, error.code) == (401, "token_expired") and isinstance(error, OrbitAuthenticationError)
 
 
 # --- secrets ---------------------------------------------------------------------------

@@ -1,6 +1,26 @@
 """Every exception peerbot raises, in one hierarchy.
 
-``PeerbotError`` is the root. Signalling errors carry the HTTP ``status`` and a ``code``;
+::
+
+    PeerbotError
+    ├── ConfigurationError            (also ValueError) a bad setting, raised before any request
+    ├── SessionStateError             (also RuntimeError) used before start, or entered twice
+    │   └── ClientClosedError         a signalling client used after aclose()
+    ├── OrgaAIError                   status, code, message
+    │   ├── OrgaAIAuthenticationError 401 / 403: the API key or ephemeral token was refused
+    │   └── OrgaAIServerError         any other status, timeout, unreachable, malformed response
+    ├── OrbitError                    status, code, message
+    │   ├── OrbitAuthenticationError  401 / 403: a key or token refused, or not allowed to do this
+    │   └── OrbitServerError          any other status, timeout, unreachable, malformed response
+    ├── PeerConnectionError           the WebRTC connection could not be set up or was lost
+    │   ├── SdpError
+    │   ├── IceFailedError
+    │   └── SessionEndedError         reason
+    ├── MediaError
+    │   └── AudioDeviceError
+    └── CallNotConnectedError         outcome: rejected, missed, no_answer, cancelled, ended
+
+Signalling errors carry the HTTP ``status`` (0 when no usable answer came) and a ``code``;
 engine errors say which stage of the WebRTC flow failed. Messages never contain secrets.
 """
 
@@ -19,13 +39,15 @@ class SessionStateError(PeerbotError, RuntimeError):
     """A session was used in the wrong state: before ``async with`` started it, or entered twice."""
 
 
-# --- Orga signalling -----------------------------------------------------------------
+class ClientClosedError(SessionStateError):
+    """A signalling client (``OrgaClient``, ``OrbitServer``, ``OrbitUser``, ``OrbitEvents``) was used after
+    ``aclose()``: make a new one."""
 
 
-class OrgaAIError(PeerbotError):
-    """An Orga API call failed. ``status`` is the HTTP status (0 when no response came)."""
+class _SignallingError(PeerbotError):
+    """What both APIs' errors carry: ``status`` (0 when no usable answer came), ``code`` and ``message``."""
 
-    def __init__(self, message: str, *, status: int = 0, code: str = "ORGA_ERROR") -> None:
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -33,6 +55,16 @@ class OrgaAIError(PeerbotError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+# --- Orga signalling -----------------------------------------------------------------
+
+
+class OrgaAIError(_SignallingError):
+    """An Orga API call failed. ``status`` is the HTTP status (0 when no response came)."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "ORGA_ERROR") -> None:
+        super().__init__(message, status=status, code=code)
 
 
 class OrgaAIAuthenticationError(OrgaAIError):
@@ -52,14 +84,25 @@ class OrgaAIServerError(OrgaAIError):
 # --- Orbit signalling ----------------------------------------------------------------
 
 
-class OrbitServerError(PeerbotError):
-    """An Orbit API call failed, with the server's ``status``, ``code`` and ``message``."""
+class OrbitError(_SignallingError):
+    """An Orbit API call or the event WebSocket failed, with ``status``, the server's ``code`` and ``message``."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "orbit_error") -> None:
+        super().__init__(message, status=status, code=code)
+
+
+class OrbitAuthenticationError(OrbitError):
+    """401 or 403: the secret key or user token was refused (or expired), or the user may not do this."""
+
+    def __init__(self, message: str, *, status: int = 401, code: str = "unauthorized") -> None:
+        super().__init__(message, status=status, code=code)
+
+
+class OrbitServerError(OrbitError):
+    """Any other failure: non-2xx status, timeout, network failure, or a malformed response."""
 
     def __init__(self, message: str, *, status: int = 0, code: str = "server_error") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
+        super().__init__(message, status=status, code=code)
 
 
 # --- Engine and media ----------------------------------------------------------------

@@ -1,30 +1,27 @@
-"""Sending one request on a route of the Orbit table, and turning every failure into ``OrbitServerError``.
+"""Orbit's settings and its face of the REST transport: routes, headers, and Orbit's typed errors.
 
-Shared by the backend client (secret key) and the participant client (user token). Neither
+Shared by the backend client (secret key) and the participant client (user token). A 401 or 403
+is an ``OrbitAuthenticationError``, every other failure an ``OrbitServerError``. Neither
 credential ever appears in a message or a log line: the server's own text is scrubbed too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 
-from .._redact import redact
-from ..errors import ConfigurationError, OrbitServerError
+from .._rest import DEFAULT_MAX_BODY_BYTES, MalformedResponse, Reply, Request, RestTransport, require_timeout
+from ..errors import ConfigurationError, OrbitAuthenticationError, OrbitError, OrbitServerError
 from . import routes
-from .models import MalformedResponse
 from .routes import Auth, Route
 
-logger = logging.getLogger("peerbot.orbit")
+__all__ = ["Transport", "require_credential", "require_id", "require_timeout", "resolve_base_url", "shown_url"]
 
 T = TypeVar("T")
-_SNIPPET_CHARS = 200
+_MESSAGE_CHARS = 500  # of a server's own error message
 
 
 # --- settings --------------------------------------------------------------------------
@@ -61,12 +58,6 @@ def require_credential(value: str | None, what: str) -> str:
     return value.strip()
 
 
-def require_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
-
-
 def require_id(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{name} must be a non-empty string, got {type(value).__name__}")
@@ -77,24 +68,37 @@ def require_id(value: Any, name: str) -> str:
 
 
 class Transport:
-    """One httpx client, one credential; ``request`` sends on a route and parses the JSON answer."""
+    """One credential over the shared REST transport; ``request`` sends on a route and parses the JSON answer."""
 
     def __init__(
-        self, base_url: str, credential: str, auth: Auth, *, client_id: str | None = None, timeout: float = 10.0
+        self,
+        base_url: str,
+        credential: str,
+        auth: Auth,
+        *,
+        label: str,
+        client_id: str | None = None,
+        timeout: float = 10.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self.base_url = shown_url(base_url)  # what messages, logs and reprs show
         self.credential = credential
         self.auth = auth
         self.client_id = client_id
-        self.timeout = timeout
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._rest = RestTransport(
+            base_url, _OrbitFailures(), label=label, timeout=timeout, max_body_bytes=max_body_bytes
+        )
+        self.base_url = self._rest.shown_base_url  # what messages, logs and reprs show
+
+    @property
+    def timeout(self) -> float:
+        return self._rest.timeout
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._rest.aclose()
 
     @property
     def is_closed(self) -> bool:
-        return self._http.is_closed
+        return self._rest.is_closed
 
     async def request(
         self,
@@ -109,75 +113,55 @@ class Transport:
         """Send one request on ``route``; return ``parse(JSON body)`` (``None`` for an empty body)."""
         if self.auth not in route.auth:
             raise ConfigurationError(f"{route.name} cannot be called with a {self.auth.value.replace('_', ' ')}")
-        url = route.url(**(path or {}))
-        response = await self._send(route, url, self._headers(route, acting_user), json_body, params)
-        if not 200 <= response.status_code < 300:
-            raise self._status_error(route, response)
-        data = self._json(route, response)
-        try:
-            return parse(data)
-        except MalformedResponse as exc:
-            raise OrbitServerError(
-                f"Orbit response to {route.name} ({response.status_code}) is malformed: {exc}",
-                status=0,
-                code="bad_response",
-            ) from None
+        return await self._rest.call(
+            route, route.url(**(path or {})), parse, name=route.name, credential=self.credential,
+            headers=self._headers(route, acting_user), params=params, json_body=json_body,
+        )
 
     def _headers(self, route: Route, acting_user: str | None) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.credential}"}
         if self.auth is Auth.USER_TOKEN:
-            headers[routes.CLIENT_ID_HEADER] = self.client_id or ""
-        elif route.acting_user:
-            headers[routes.ACTING_USER_HEADER] = require_id(acting_user, "acting_user")
-        return headers
+            return {routes.CLIENT_ID_HEADER: self.client_id or ""}
+        if route.acting_user:
+            return {routes.ACTING_USER_HEADER: require_id(acting_user, "acting_user")}
+        return {}
 
-    async def _send(
-        self, route: Route, url: str, headers: dict[str, str], json_body: Any, params: Mapping[str, str] | None
-    ) -> httpx.Response:
-        where = f"{route.method} {self.base_url}{url}"
-        logger.debug("Orbit: %s (%s, Bearer %s)", where, route.name, redact(self.credential))
-        try:
-            async with asyncio.timeout(self.timeout):
-                response = await self._http.request(route.method, url, headers=headers, json=json_body, params=params)
-        except (TimeoutError, httpx.TimeoutException):
-            raise OrbitServerError(
-                f"Orbit API timed out after {self.timeout:g} s waiting for {where}", status=0, code="timeout"
-            ) from None
-        except httpx.TransportError as exc:
-            # Chained exceptions are dropped (from None): their text is not ours to vet.
-            reason = self.scrub(str(exc)) or type(exc).__name__
-            raise OrbitServerError(
-                f"Orbit API server is unreachable at {where}: {reason}", status=0, code="unreachable"
-            ) from None
-        logger.debug("Orbit: %s -> %d", where, response.status_code)
-        return response
 
-    def _status_error(self, route: Route, response: httpx.Response) -> OrbitServerError:
+def status_error(message: str, *, status: int, code: str) -> OrbitError:
+    """The Orbit error for an HTTP status: 401 and 403 are authentication errors, the rest server errors."""
+    kind = OrbitAuthenticationError if status in (401, 403) else OrbitServerError
+    return kind(message, status=status, code=code)
+
+
+class _OrbitFailures:
+    """Orbit's typed errors for each failure of the transport."""
+
+    def timed_out(self, request: Request, seconds: float) -> OrbitServerError:
+        return OrbitServerError(
+            f"Orbit API timed out after {seconds:g} s waiting for {request.method} {request.url}", code="timeout"
+        )
+
+    def unreachable(self, request: Request, reason: str) -> OrbitServerError:
+        return OrbitServerError(
+            f"Orbit API server is unreachable at {request.method} {request.url}: {reason}", code="unreachable"
+        )
+
+    connection_failed = unreachable
+
+    def refused(self, request: Request, reply: Reply, scrub: Callable[[str], str]) -> OrbitError:
         """The server's ``{"error": {"code", "message"}}``, or a stand-in when it sent something else."""
-        status = response.status_code
         try:
-            error = response.json().get("error")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            error = None
+            data = reply.json()
+        except MalformedResponse:
+            data = None
+        error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict) and isinstance(error.get("code"), str) and isinstance(error.get("message"), str):
-            return OrbitServerError(self.scrub(error["message"]), status=status, code=error["code"])
-        snippet = self.scrub(response.text.strip()[:_SNIPPET_CHARS])
-        message = f"Orbit API returned {status} for {route.name}" + (f": {snippet}" if snippet else "")
-        return OrbitServerError(message, status=status, code="http_error")
+            return status_error(scrub(error["message"][:_MESSAGE_CHARS]), status=reply.status,
+                                code=error["code"][:_MESSAGE_CHARS])
+        snippet = scrub(reply.snippet())
+        message = f"Orbit API returned {reply.status} for {request.name}" + (f": {snippet}" if snippet else "")
+        return status_error(message, status=reply.status, code="http_error")
 
-    def _json(self, route: Route, response: httpx.Response) -> Any:
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            content_type = response.headers.get("content-type", "no content-type")
-            raise OrbitServerError(
-                f"Orbit response to {route.name} ({response.status_code}) is not JSON ({content_type})",
-                status=0,
-                code="bad_response",
-            ) from None
-
-    def scrub(self, text: str) -> str:
-        """``text`` with the credential shown redacted."""
-        return text.replace(self.credential, redact(self.credential)) if self.credential else text
+    def malformed(self, request: Request, reply: Reply, problem: MalformedResponse) -> OrbitServerError:
+        return OrbitServerError(
+            f"Orbit response to {request.name} ({reply.status}) {problem.predicate}", code="bad_response"
+        )

@@ -7,17 +7,19 @@ participant acts as the user its token was issued for.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from . import routes
 from ._http import Transport, require_id
 from .models import Call, CallType, MetricsSample, Recording, Token, TurnCredentials, items
 
+T = TypeVar("T")
+
 
 def _call_type(value: Any) -> str:
-    if value not in routes.CALL_TYPES:
+    if not isinstance(value, str) or value not in routes.CALL_TYPES:
         raise ConfigurationError(f"call type must be 'voice' or 'video', got {value!r}")
     return value
 
@@ -74,8 +76,8 @@ class _CallRequests:
         self._t = transport
 
     async def _on_call(
-        self, route: routes.Route, call_id: str, acting: str | None, parse: Any, body: Any = None
-    ) -> Any:
+        self, route: routes.Route, call_id: str, acting: str | None, parse: Callable[[Any], T], body: Any = None
+    ) -> T:
         return await self._t.request(
             route, parse, path={"call_id": require_id(call_id, "call_id")}, acting_user=acting, json_body=body
         )

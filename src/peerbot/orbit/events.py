@@ -13,7 +13,6 @@ not lost. httpx has no WebSocket, hence aiohttp.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -25,9 +24,10 @@ from typing import Any
 import aiohttp
 
 from .._redact import redact
-from ..errors import OrbitServerError
+from .._rest import MalformedResponse, read_json
+from ..errors import ClientClosedError, OrbitAuthenticationError, OrbitError, OrbitServerError, SessionStateError
 from . import routes
-from ._http import require_credential, resolve_base_url, shown_url
+from ._http import require_credential, resolve_base_url, shown_url, status_error
 
 __all__ = ["OrbitEvent", "OrbitEvents"]
 
@@ -35,6 +35,7 @@ logger = logging.getLogger("peerbot.orbit")
 
 _CALL_OBJECT_EVENTS = (routes.CALL_INCOMING, routes.CALL_ACCEPTED, routes.CALL_REJECTED)
 _HEALTHY_SECONDS = 0.5  # a connection that lived this long (or delivered an event) resets the backoff
+_MAX_SEQ = 2**63 - 1  # a larger (or negative) seq is not the server's counter: the event is kept, its seq not
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,15 @@ class OrbitEvent:
         return value if isinstance(value, str) else None
 
 
-def parse_frame(text: str) -> OrbitEvent | None:
-    """The event in a text frame ``{"type", "data", "seq"?}``; ``None`` for anything else."""
+def parse_frame(text: str | bytes) -> OrbitEvent | None:
+    """The event in a text frame ``{"type", "data", "seq"?}``; ``None`` for anything else, never raising.
+
+    A ``seq`` that is not an integer in ``0..2**63-1`` is dropped (the event kept): a hostile or
+    broken one must not make every later event look like a replay, nor a huge ``since=``.
+    """
     try:
-        frame = json.loads(text)
-    except ValueError:
+        frame = read_json(text, "a WebSocket frame")
+    except MalformedResponse:
         return None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return None
@@ -67,7 +72,7 @@ def parse_frame(text: str) -> OrbitEvent | None:
     return OrbitEvent(
         type=frame["type"],
         data=data if isinstance(data, dict) else {},
-        seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        seq=seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= _MAX_SEQ else None,
     )
 
 
@@ -75,9 +80,10 @@ class OrbitEvents:
     """The event stream of one participant; ``async with OrbitEvents(...) as events: async for e in events``.
 
     ``on_token_expired`` is an async callable returning a fresh user token; without it, an
-    expired token ends the stream with ``OrbitServerError(status=401, code="token_expired")``.
-    The first connection's failure is raised by :meth:`connect`; later ones are retried up to
-    ``max_retries`` times in a row, then raised to the consumer. At most ``max_queued`` unread
+    expired token ends the stream with ``OrbitAuthenticationError(status=401, code="token_expired")``.
+    The first connection's failure is raised by :meth:`connect` (an ``OrbitError``); later ones
+    are retried up to ``max_retries`` times in a row, then raised to the consumer. Frames that
+    are not events are skipped (logged at debug level), never ending the stream. At most ``max_queued`` unread
     events are kept; past that the oldest are dropped and counted in ``dropped``.
     """
 
@@ -124,9 +130,11 @@ class OrbitEvents:
     # --- lifecycle -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the first connection (raising ``OrbitServerError`` if refused), then keep it up."""
+        """Open the first connection (raising ``OrbitError`` if refused), then keep it up."""
+        if self._done:
+            raise ClientClosedError("OrbitEvents is closed (aclose() was called): make a new one")
         if self._task is not None:
-            raise RuntimeError("OrbitEvents is already connected")
+            raise SessionStateError("OrbitEvents is already connected: connect() (or 'async with') only once")
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         try:
             self._ws = await self._open()
@@ -206,14 +214,14 @@ class OrbitEvents:
                             del self._inbox[index]
                             return event
                     if self._done:
-                        raise self._error or OrbitServerError("the event stream is closed", status=0, code="closed")
+                        raise self._error or ClientClosedError("the Orbit event stream is closed")
                     await self._wait()
         except TimeoutError:
             raise TimeoutError(f"no {type!r} event within {timeout:g} s") from None
 
     def _require_started(self) -> None:
         if self._task is None and not self._done:
-            raise RuntimeError("call connect() (or use 'async with') before reading events")
+            raise SessionStateError("call connect() (or use 'async with') before reading Orbit events")
 
     async def _wait(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -242,7 +250,7 @@ class OrbitEvents:
                 ws = await self._session.ws_connect(self._url, params=params, heartbeat=self._heartbeat)
         except aiohttp.WSServerHandshakeError as exc:
             # The exception's text holds the URL, token included: never pass it on (hence from None).
-            raise OrbitServerError(
+            raise status_error(
                 f"Orbit event WebSocket refused at {self._shown_url}: HTTP {exc.status}",
                 status=exc.status,
                 code=_handshake_code(exc.status),
@@ -269,7 +277,7 @@ class OrbitEvents:
                 if self._ws is None:
                     try:
                         self._ws = await self._open()
-                    except OrbitServerError as exc:
+                    except OrbitError as exc:
                         if not _retryable(exc):
                             raise
                         failures = self._count_failure(failures, exc)
@@ -293,7 +301,9 @@ class OrbitEvents:
                         await asyncio.sleep(self._delay(failures))
                     continue
                 if code == routes.CLOSE_FORBIDDEN:
-                    raise OrbitServerError("Orbit closed the event WebSocket: forbidden", status=403, code="forbidden")
+                    raise OrbitAuthenticationError(
+                        "Orbit closed the event WebSocket: forbidden", status=403, code="forbidden"
+                    )
                 logger.info("Orbit events: connection lost (close code %s), reconnecting", code)
                 await asyncio.sleep(self._delay(max(failures, 1)))
         except asyncio.CancelledError:
@@ -303,10 +313,10 @@ class OrbitEvents:
         finally:
             self._finish()
 
-    def _count_failure(self, failures: int, exc: OrbitServerError) -> int:
+    def _count_failure(self, failures: int, exc: OrbitError) -> int:
         failures += 1
         if failures > self._max_retries:
-            raise OrbitServerError(
+            raise status_error(
                 f"gave up reconnecting after {self._max_retries} attempts: {exc.message}",
                 status=exc.status,
                 code=exc.code,
@@ -317,11 +327,12 @@ class OrbitEvents:
     def _delay(self, failures: int) -> float:
         if failures <= 0:
             return 0.0
-        return min(self._max_backoff, self._backoff * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+        # The exponent is capped: 2.0 ** 1024 overflows, and max_retries may be large.
+        return min(self._max_backoff, self._backoff * 2.0 ** min(failures - 1, 32)) * random.uniform(0.5, 1.0)
 
     async def _refresh_token(self) -> None:
         if self._on_token_expired is None:
-            raise OrbitServerError(
+            raise OrbitAuthenticationError(
                 "the user token expired and no on_token_expired callback was given", status=401, code="token_expired"
             )
         logger.debug("Orbit events: token expired, asking for a fresh one")
@@ -336,10 +347,14 @@ class OrbitEvents:
                 if message.type is aiohttp.WSMsgType.TEXT:
                     event = parse_frame(message.data)
                     if event is None:
-                        logger.warning("Orbit events: ignored a frame that is not an event")
+                        # Debug only: a server sending junk must not flood the application's logs.
+                        logger.debug("Orbit events: skipped a frame that is not an event (%d chars)",
+                                     len(message.data))
                     elif self._is_new(event):
                         received += 1
                         self._push(event)
+                elif message.type is aiohttp.WSMsgType.BINARY:
+                    logger.debug("Orbit events: skipped a binary frame (%d bytes)", len(message.data))
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     break
         except (aiohttp.ClientError, ConnectionError):
@@ -364,7 +379,7 @@ class OrbitEvents:
         self._wake()
 
 
-def _retryable(exc: OrbitServerError) -> bool:
+def _retryable(exc: OrbitError) -> bool:
     return exc.status == 0 or exc.status >= 500
 
 

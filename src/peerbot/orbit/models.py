@@ -1,26 +1,25 @@
 """The objects on the Orbit wire, typed: users, tokens, calls, TURN credentials, metrics, recordings.
 
-Each has ``from_json`` (raising :class:`MalformedResponse` on a missing or mistyped field) and
+Each has ``from_json`` (raising :class:`~peerbot._rest.MalformedResponse` on a missing or mistyped field) and
 ``to_json``, so the client and the local server share one definition of every payload. Times are
 ISO 8601 strings on the wire and timezone-aware ``datetime`` objects here.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .._redact import redact
+from .._rest import MalformedResponse, shown
+from ..ice_servers import IceServer, InvalidIceServer, parse_ice_servers
 
 CallType = Literal["voice", "video"]
 CallStatus = Literal["ringing", "accepted", "rejected", "ended", "missed"]
 CALL_STATUSES = ("ringing", "accepted", "rejected", "ended", "missed")
-
-
-class MalformedResponse(ValueError):
-    """A payload lacks a field or holds a wrong type."""
 
 
 def utc_now() -> datetime:
@@ -51,7 +50,13 @@ def _number(data: Mapping[str, Any], name: str) -> float:
     value = data.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedResponse(f"field {name!r} is missing or not a number")
-    return float(value)
+    try:
+        number = float(value)  # an int past 1e308 overflows
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise MalformedResponse(f"field {name!r} is not a finite number")
+    return number
 
 
 def _time(data: Mapping[str, Any], name: str, *, optional: bool = False) -> datetime | None:
@@ -70,7 +75,7 @@ def _time(data: Mapping[str, Any], name: str, *, optional: bool = False) -> date
 def _choice(data: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> Any:
     value = _str(data, name)
     if value not in choices:
-        raise MalformedResponse(f"field {name!r} is {value!r}, not one of {', '.join(choices)}")
+        raise MalformedResponse(f"field {name!r} is {shown(value)}, not one of {', '.join(choices)}")
     return value
 
 
@@ -194,7 +199,7 @@ class Call:
 class TurnCredentials:
     """``calls.getTurnCredentials``: ICE servers in the W3C shape (``urls`` a list) and their lifetime."""
 
-    ice_servers: list[dict[str, Any]] = field(repr=False)
+    ice_servers: list[IceServer] = field(repr=False)
     ttl: int
 
     def __repr__(self) -> str:
@@ -207,25 +212,14 @@ class TurnCredentials:
         servers = data.get("iceServers")
         if not isinstance(servers, list):
             raise MalformedResponse("field 'iceServers' is missing or not a list")
-        servers = [_ice_server(entry, index) for index, entry in enumerate(servers)]
-        return cls(ice_servers=servers, ttl=int(_number(data, "ttl")))
+        try:
+            ice_servers = parse_ice_servers(servers)
+        except InvalidIceServer as exc:
+            raise MalformedResponse(str(exc)) from None
+        return cls(ice_servers=ice_servers, ttl=int(_number(data, "ttl")))
 
     def to_json(self) -> dict[str, Any]:
         return {"iceServers": [dict(s) for s in self.ice_servers], "ttl": self.ttl}
-
-
-def _ice_server(entry: Any, index: int) -> dict[str, Any]:
-    entry = _object(entry, f"iceServers[{index}]")
-    urls = entry.get("urls")
-    if isinstance(urls, str):
-        urls = [urls]
-    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
-        raise MalformedResponse(f"iceServers[{index}].urls must be a string or a non-empty list of strings")
-    server: dict[str, Any] = {"urls": urls}
-    for key in ("username", "credential"):
-        if entry.get(key) is not None:
-            server[key] = _str(entry, key, empty=True)
-    return server
 
 
 @dataclass(frozen=True)

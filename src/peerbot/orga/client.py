@@ -8,9 +8,7 @@ a log line (see :func:`peerbot._redact.redact`).
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import json
 import logging
 import os
 import re
@@ -23,7 +21,12 @@ import certifi
 import httpx
 
 from .._redact import redact
-from ..errors import ConfigurationError, OrgaAIAuthenticationError, OrgaAIServerError
+from .._rest import (
+    DEFAULT_MAX_BODY_BYTES, MalformedResponse, Reply, Request, RestTransport, missing, require_timeout,
+    shown,
+)
+from ..errors import ConfigurationError, OrgaAIAuthenticationError, OrgaAIError, OrgaAIServerError
+from ..ice_servers import IceServer, InvalidIceServer, parse_ice_servers
 from . import routes
 from .params import SessionParams
 from .routes import Auth, Route
@@ -33,8 +36,8 @@ __all__ = ["OrgaClient", "SessionConfig"]
 logger = logging.getLogger(__name__)
 
 # The Node SDK's check: something, an @, something, a dot, something; no whitespace.
+_MESSAGE_CHARS = 500  # of a server's own error message
 _EMAIL_PATTERN = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
-_BODY_SNIPPET_CHARS = 200
 
 T = TypeVar("T")
 
@@ -45,16 +48,12 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-class _MalformedResponse(ValueError):
-    """A 2xx response lacks a field or holds a wrong type; turned into ``OrgaAIServerError``."""
-
-
 @dataclass(frozen=True)
 class SessionConfig:
     """What a WebRTC client needs to join: the ephemeral token and the ICE servers."""
 
     ephemeral_token: str = field(repr=False)
-    ice_servers: list[dict[str, Any]] = field(repr=False)
+    ice_servers: list[IceServer] = field(repr=False)
 
     def __repr__(self) -> str:
         servers = [_redact_ice_server(server) for server in self.ice_servers]
@@ -69,8 +68,10 @@ class OrgaClient:
     """An async client of the Orga realtime API.
 
     Arguments come first, then the environment (``ORGA_API_KEY``, ``ORGA_USER_EMAIL``,
-    ``ORGA_BASE_URL``). ``timeout`` (seconds) bounds each whole request, answer included.
-    Use it as ``async with OrgaClient() as client:`` or call :meth:`aclose` when done.
+    ``ORGA_BASE_URL``). ``timeout`` (seconds) bounds each whole request, answer included;
+    an answer's body is read up to ``max_body_bytes`` (1 MiB), a longer one is a server error.
+    Use it as ``async with OrgaClient() as client:`` or call :meth:`aclose` when done; a
+    closed client raises :class:`~peerbot.errors.ClientClosedError`.
     """
 
     def __init__(
@@ -79,14 +80,16 @@ class OrgaClient:
         user_email: str | None = None,
         base_url: str | None = None,
         timeout: float = 10.0,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._api_key = _require_api_key(api_key or os.environ.get("ORGA_API_KEY"))
         self._user_email = _require_email(user_email or os.environ.get("ORGA_USER_EMAIL"))
-        self._base_url = _require_base_url(base_url or os.environ.get("ORGA_BASE_URL") or routes.DEFAULT_BASE_URL)
-        # What messages and logs show: the base URL without any user:password@ part.
-        self._shown_base_url = str(httpx.URL(self._base_url).copy_with(userinfo=b""))
-        self._timeout = _require_timeout(timeout)
-        self._http = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout, verify=_tls_context())
+        base = _require_base_url(base_url or os.environ.get("ORGA_BASE_URL") or routes.DEFAULT_BASE_URL)
+        self._rest = RestTransport(
+            base, _OrgaFailures(), label="OrgaClient", timeout=require_timeout(timeout), secrets=(self._api_key,),
+            max_body_bytes=max_body_bytes, verify=_tls_context(),
+        )
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -98,17 +101,17 @@ class OrgaClient:
 
     async def aclose(self) -> None:
         """Close the underlying HTTP connections."""
-        await self._http.aclose()
+        await self._rest.aclose()
 
     @property
     def is_closed(self) -> bool:
         """Whether :meth:`aclose` has been called."""
-        return self._http.is_closed
+        return self._rest.is_closed
 
     @property
     def base_url(self) -> str:
         """The API's base URL, without a trailing slash (nor any ``user:password@`` part)."""
-        return self._shown_base_url
+        return self._rest.shown_base_url
 
     @property
     def user_email(self) -> str:
@@ -118,19 +121,19 @@ class OrgaClient:
     @property
     def timeout(self) -> float:
         """The most seconds any one request may take."""
-        return self._timeout
+        return self._rest.timeout
 
     def __repr__(self) -> str:
         return (
-            f"OrgaClient(base_url={self._shown_base_url!r}, user_email={self._user_email!r}, "
-            f"api_key={redact(self._api_key)!r}, timeout={self._timeout})"
+            f"OrgaClient(base_url={self.base_url!r}, user_email={self._user_email!r}, "
+            f"api_key={redact(self._api_key)!r}, timeout={self.timeout})"
         )
 
     # --- endpoints -------------------------------------------------------------------
 
     async def fetch_ephemeral_token(self, expires_in: int | None = None) -> str:
         """Trade the API key for a short-lived ephemeral token (``POST client-secrets``)."""
-        body: dict[str, Any] = {} if expires_in is None else {"expires_in": expires_in}
+        body: dict[str, Any] = {} if expires_in is None else {"expires_in": _require_expires_in(expires_in)}
         token = await self._call(
             routes.CLIENT_SECRETS,
             self._api_key,
@@ -141,11 +144,9 @@ class OrgaClient:
         logger.debug("Orga: fetched ephemeral token %s", redact(token))
         return token
 
-    async def fetch_ice_servers(self, token: str) -> list[dict[str, Any]]:
+    async def fetch_ice_servers(self, token: str) -> list[IceServer]:
         """Fetch the STUN/TURN servers (``GET ice-config``); each entry's ``urls`` is a list."""
-        servers = await self._call(
-            routes.ICE_CONFIG, _require_token(token), lambda data: _parse_ice_servers(data.get("iceServers"))
-        )
+        servers = await self._call(routes.ICE_CONFIG, _require_token(token), _parse_ice_config)
         logger.debug("Orga: fetched %d ICE server(s)", len(servers))
         return servers
 
@@ -169,97 +170,60 @@ class OrgaClient:
         """
         token = _require_token(token)
         body = {
-            "offer": {"sdp": _offer_sdp(offer), "type": "offer", "candidates": [dict(c) for c in candidates]},
+            "offer": {"sdp": _offer_sdp(offer), "type": "offer", "candidates": _candidates(candidates)},
             "params": _params_json(params),
         }
         answer, conversation_id = await self._call(routes.CALLS, token, _parse_call, json_body=body)
         logger.debug("Orga: call created, conversation %s", conversation_id)
         return answer, conversation_id
 
-    # --- transport -------------------------------------------------------------------
-
     async def _call(
         self,
         route: Route,
         credential: str,
-        parse: Callable[[dict[str, Any]], T],
+        parse: Callable[[Mapping[str, Any]], T],
         *,
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
     ) -> T:
-        """Send one request on ``route``, check it, and ``parse`` its JSON object."""
-        response = await self._send(route, credential, params=params, json_body=json_body)
-        self._raise_for_status(route, response, credential)
-        data = _json_object(response, route)
-        try:
-            return parse(data)
-        except _MalformedResponse as exc:
-            raise OrgaAIServerError(
-                f"Orga API response to {route.method} {route.path} {exc}", status=response.status_code
-            ) from None
+        """Send one request on ``route`` and ``parse`` its JSON object."""
+        return await self._rest.call(
+            route, route.path, lambda data: parse(_object(data)), name=f"{route.method} {route.path}",
+            credential=credential, params=params, json_body=json_body,
+        )
 
-    async def _send(
-        self,
-        route: Route,
-        credential: str,
-        *,
-        params: Mapping[str, str] | None,
-        json_body: Any,
-    ) -> httpx.Response:
-        """Send one request; map timeouts and network failures to ``OrgaAIServerError``."""
-        # The query (the user's email) stays out of messages and logs.
-        url = f"{self._shown_base_url}{route.path}"
-        logger.debug("Orga: %s %s (Authorization: Bearer %s)", route.method, url, redact(credential))
-        try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._http.request(
-                    route.method,
-                    route.path,
-                    params=params,
-                    json=json_body,
-                    headers={"Authorization": f"Bearer {credential}"},
-                )
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise OrgaAIServerError(
-                f"Orga API timed out after {self._timeout:g} s waiting for {route.method} {url}"
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise OrgaAIServerError(
-                f"Orga API server is unreachable at {url}: {self._scrub(str(exc), credential) or type(exc).__name__}"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise OrgaAIServerError(
-                f"Orga API connection failed during {route.method} {url}: "
-                f"{type(exc).__name__} {self._scrub(str(exc), credential)}".rstrip()
-            ) from exc
-        logger.debug("Orga: %s %s -> %d", route.method, route.path, response.status_code)
-        return response
 
-    def _raise_for_status(self, route: Route, response: httpx.Response, credential: str) -> None:
-        """Map a non-2xx response to the typed error the official SDKs raise."""
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        detail = self._scrub(_server_message(response), credential)
-        where = f"{route.method} {route.path}"
+class _OrgaFailures:
+    """Orga's typed errors for each failure of the transport, worded as the official SDKs' are."""
+
+    def timed_out(self, request: Request, seconds: float) -> OrgaAIServerError:
+        return OrgaAIServerError(f"Orga API timed out after {seconds:g} s waiting for {request.method} {request.url}")
+
+    def unreachable(self, request: Request, reason: str) -> OrgaAIServerError:
+        return OrgaAIServerError(f"Orga API server is unreachable at {request.url}: {reason}")
+
+    def connection_failed(self, request: Request, reason: str) -> OrgaAIServerError:
+        return OrgaAIServerError(f"Orga API connection failed during {request.method} {request.url}: {reason}")
+
+    def refused(self, request: Request, reply: Reply, scrub: Callable[[str], str]) -> OrgaAIError:
+        status = reply.status
+        detail = scrub(_server_message(reply))
         suffix = f": {detail}" if detail else ""
+        route: Route = request.route
         if status == 401:
-            raise OrgaAIAuthenticationError(
-                f"Orga API refused the {_credential_name(route)} ({status}) at {where}{suffix}", status=status
+            return OrgaAIAuthenticationError(
+                f"Orga API refused the {_credential_name(route)} ({status}) at {request.name}{suffix}", status=status
             )
         if status == 403:
-            raise OrgaAIAuthenticationError(
-                f"Orga API returned 403 Forbidden at {where}: a credential was used in the wrong place "
+            return OrgaAIAuthenticationError(
+                f"Orga API returned 403 Forbidden at {request.name}: a credential was used in the wrong place "
                 f"(this route takes the {_credential_name(route)}, not the {_other_credential_name(route)}){suffix}",
                 status=status,
             )
-        raise OrgaAIServerError(f"Orga API returned {status} at {where}{suffix}", status=status)
+        return OrgaAIServerError(f"Orga API returned {status} at {request.name}{suffix}", status=status)
 
-    def _scrub(self, text: str, credential: str) -> str:
-        """Redact the API key and the token in text from elsewhere (a server's message, an OS error)."""
-        for secret in {self._api_key, credential}:
-            text = text.replace(secret, redact(secret))
-        return text
+    def malformed(self, request: Request, reply: Reply, problem: MalformedResponse) -> OrgaAIServerError:
+        return OrgaAIServerError(f"Orga API response to {request.name} {problem.predicate}", status=reply.status)
 
 
 # --- validation of arguments ---------------------------------------------------------
@@ -289,16 +253,22 @@ def _require_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def _require_timeout(timeout: float) -> float:
-    if not timeout or timeout <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
-
-
 def _require_token(token: str) -> str:
     if not isinstance(token, str) or not token:
         raise ConfigurationError("an ephemeral token is required (from fetch_ephemeral_token())")
     return token
+
+
+def _require_expires_in(expires_in: Any) -> int:
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+        raise ConfigurationError(f"expires_in must be a positive whole number of seconds, got {shown(expires_in)}")
+    return expires_in
+
+
+def _candidates(candidates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(candidates, (str, bytes, Mapping)) or not all(isinstance(c, Mapping) for c in candidates):
+        raise ConfigurationError('candidates must be a list of {"candidate", "sdpMid", "sdpMLineIndex"} mappings')
+    return [dict(c) for c in candidates]
 
 
 def _offer_sdp(offer: Mapping[str, Any] | Any) -> str:
@@ -332,90 +302,55 @@ def _params_json(params: SessionParams | Mapping[str, Any] | None) -> dict[str, 
 # --- reading responses ---------------------------------------------------------------
 
 
-def _json_object(response: httpx.Response, route: Route) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        content_type = response.headers.get("content-type", "no content-type")
-        raise OrgaAIServerError(
-            f"Orga API response to {route.method} {route.path} is not JSON ({content_type})",
-            status=response.status_code,
-        ) from exc
+def _object(data: Any) -> Mapping[str, Any]:
     if not isinstance(data, dict):
-        raise OrgaAIServerError(
-            f"Orga API response to {route.method} {route.path} is not a JSON object (got {type(data).__name__})",
-            status=response.status_code,
-        )
+        raise MalformedResponse("not an object", predicate=f"is not a JSON object (got {shown(data)})")
     return data
 
 
 def _require_str(data: Mapping[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value:
-        raise _missing(name)
+        raise missing(name)
     return value
 
 
-def _parse_ice_servers(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise _missing("iceServers")
-    return [_parse_ice_server(entry, index) for index, entry in enumerate(value)]
-
-
-def _parse_ice_server(entry: Any, index: int) -> dict[str, Any]:
-    """One ICE server, with ``urls`` always a list of strings."""
-    if not isinstance(entry, dict):
-        raise _malformed(f"iceServers[{index}] is not an object")
-    urls = entry.get("urls")
-    if isinstance(urls, str):
-        urls = [urls]
-    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
-        raise _malformed(f"iceServers[{index}].urls must be a string or a non-empty list of strings")
-    server: dict[str, Any] = {"urls": urls}
-    for key in ("username", "credential"):
-        if entry.get(key) is not None:
-            if not isinstance(entry[key], str):
-                raise _malformed(f"iceServers[{index}].{key} must be a string")
-            server[key] = entry[key]
-    return server
+def _parse_ice_config(data: Mapping[str, Any]) -> list[IceServer]:
+    servers = data.get("iceServers")
+    if not isinstance(servers, list):
+        raise missing("iceServers")
+    try:
+        return parse_ice_servers(servers)
+    except InvalidIceServer as exc:
+        raise MalformedResponse(str(exc)) from None
 
 
 def _parse_call(data: Mapping[str, Any]) -> tuple[dict[str, str], str]:
     """The ``calls`` response: the SDP answer and the conversation id, both required."""
     answer = data.get("answer")
     if not isinstance(answer, dict):
-        raise _missing("answer")
+        raise missing("answer")
     sdp = answer.get("sdp")
     if not isinstance(sdp, str) or not sdp:
-        raise _missing("answer.sdp")
+        raise missing("answer.sdp")
     if answer.get("type") != "answer":
-        raise _malformed(f"answer.type must be 'answer', got {answer.get('type')!r}")
+        raise MalformedResponse(f"answer.type must be 'answer', got {shown(answer.get('type'))}")
     return {"sdp": sdp, "type": "answer"}, _require_str(data, "conversation_id")
 
 
-def _missing(name: str) -> _MalformedResponse:
-    return _MalformedResponse(f"is missing the field {name!r}")
-
-
-def _malformed(problem: str) -> _MalformedResponse:
-    return _MalformedResponse(f"is malformed: {problem}")
-
-
-def _server_message(response: httpx.Response) -> str:
+def _server_message(reply: Reply) -> str:
     """The server's own explanation: ``{"error": {"message"}}``, ``{"error": "…"}``, ``{"message"}``, or text."""
     try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text.strip()[:_BODY_SNIPPET_CHARS]
+        data = reply.json()
+    except MalformedResponse:
+        return reply.snippet()
     if not isinstance(data, dict):
         return ""
     error = data.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    message = data.get("message")
-    return message if isinstance(message, str) else ""
+    for message in (error.get("message") if isinstance(error, dict) else None, error, data.get("message")):
+        if isinstance(message, str):
+            return message[:_MESSAGE_CHARS]
+    return ""
 
 
 def _credential_name(route: Route) -> str:
@@ -428,7 +363,7 @@ def _other_credential_name(route: Route) -> str:
 
 def _redact_ice_server(server: Mapping[str, Any]) -> dict[str, Any]:
     """An ICE server entry fit for a repr: the TURN credential shown redacted."""
-    shown = dict(server)
-    if "credential" in shown:
-        shown["credential"] = redact(shown["credential"])
-    return shown
+    shown_server = dict(server)
+    if "credential" in shown_server:
+        shown_server["credential"] = redact(shown_server["credential"])
+    return shown_server

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._rest import MalformedResponse, read_json
+
 
 @dataclass(frozen=True)
 class Event:
@@ -67,6 +69,16 @@ class ErrorEvent(Event):
     data: str | bytes = ""
 
 
+@dataclass(frozen=True)
+class CallRecreated(Event):
+    """Not from the server: peerbot re-created the call after the connection was lost (type
+    ``peerbot.call_recreated``); ``conversation_id`` is the new conversation's."""
+
+    conversation_id: str
+    previous_conversation_id: str | None
+    outage_seconds: float
+
+
 SESSION_CREATED = "session.created"
 SESSION_UPDATED = "session.updated"
 CONVERSATION_CREATED = "conversation.created"
@@ -77,27 +89,50 @@ RESPONSE_OUTPUT_ITEM_DONE = "response.output_item.done"
 def _text(raw: dict[str, Any], *keys: str) -> str:
     # Servers disagree on the field name (the protocol notes list the variants).
     for key in keys:
-        if isinstance(raw.get(key), str):
-            return raw[key]
+        value = raw.get(key)
+        if isinstance(value, str):
+            return value
     return ""
 
 
+def _session(raw: dict[str, Any]) -> dict[str, Any] | None:
+    session = raw.get("session")
+    if session is None:
+        return {}
+    return session if isinstance(session, dict) else None
+
+
+def _conversation_id(raw: dict[str, Any]) -> str | None:
+    conversation = raw.get("conversation")
+    value = conversation.get("id") if isinstance(conversation, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def parse_event(message: str | bytes) -> Event:
-    """Decode one data-channel message into a typed event, never raising."""
+    """Decode one data-channel message into a typed event, never raising.
+
+    Not JSON (nesting too deep, a huge number, NaN, not UTF-8 included), no string ``type``, or a
+    known type with a field of the wrong shape: an :class:`ErrorEvent` saying which.
+    """
+    if not isinstance(message, (str, bytes)):
+        return ErrorEvent("error", {}, error=f"message is {type(message).__name__}, not text or bytes")
     try:
-        raw = json.loads(message)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return ErrorEvent("error", {}, error=f"malformed JSON: {exc}", data=message)
+        raw = read_json(message, "data-channel message")
+    except MalformedResponse as exc:  # e.g. "not JSON (data-channel message, nested too deeply)"
+        return ErrorEvent("error", {}, error=str(exc), data=message)
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         return ErrorEvent("error", raw if isinstance(raw, dict) else {}, error="message has no string 'type'", data=message)
     kind = raw["type"]
-    if kind == SESSION_CREATED:
-        return SessionCreated(kind, raw, session=raw.get("session") or {})
-    if kind == SESSION_UPDATED:
-        return SessionUpdated(kind, raw, session=raw.get("session") or {})
+    if kind in (SESSION_CREATED, SESSION_UPDATED):
+        session = _session(raw)
+        if session is None:
+            return ErrorEvent("error", raw, error=f"{kind} has a 'session' that is not an object", data=message)
+        return (SessionCreated if kind == SESSION_CREATED else SessionUpdated)(kind, raw, session=session)
     if kind == CONVERSATION_CREATED:
-        conversation = raw.get("conversation") or {}
-        return ConversationCreated(kind, raw, conversation_id=str(conversation.get("id", "")))
+        conversation_id = _conversation_id(raw)
+        if conversation_id is None:
+            return ErrorEvent("error", raw, error=f"{kind} has no string 'conversation.id'", data=message)
+        return ConversationCreated(kind, raw, conversation_id=conversation_id)
     if kind == INPUT_TRANSCRIPTION_COMPLETED:
         return InputTranscriptionCompleted(kind, raw, transcript=_text(raw, "transcript", "text", "message"))
     if kind == RESPONSE_OUTPUT_ITEM_DONE:
