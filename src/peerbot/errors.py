@@ -4,6 +4,7 @@
 
     PeerbotError
     ├── ConfigurationError            (also ValueError) a bad setting, raised before any request
+    │   └── InvalidIceServerError     an iceServers entry that is not a usable STUN/TURN server
     ├── SessionStateError             (also RuntimeError) used before start, or entered twice
     │   └── ClientClosedError         a signalling client used after aclose()
     ├── OrgaAIError                   status, code, message
@@ -26,6 +27,27 @@ engine errors say which stage of the WebRTC flow failed. Messages never contain 
 
 from __future__ import annotations
 
+__all__ = [
+    "AudioDeviceError",
+    "CallNotConnectedError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "IceFailedError",
+    "InvalidIceServerError",
+    "MediaError",
+    "OrbitAuthenticationError",
+    "OrbitError",
+    "OrbitServerError",
+    "OrgaAIAuthenticationError",
+    "OrgaAIError",
+    "OrgaAIServerError",
+    "PeerConnectionError",
+    "PeerbotError",
+    "SdpError",
+    "SessionEndedError",
+    "SessionStateError",
+]
+
 
 class PeerbotError(Exception):
     """Base class of all peerbot errors."""
@@ -33,6 +55,14 @@ class PeerbotError(Exception):
 
 class ConfigurationError(PeerbotError, ValueError):
     """A setting is missing or invalid; raised before any request is made."""
+
+
+class InvalidIceServerError(ConfigurationError):
+    """An ``iceServers`` entry is not a usable STUN/TURN server; the message names the field.
+
+    Raised for settings (``ice_servers=``, ``--ice-server``); a server that sends such an entry gets
+    its API's server error instead.
+    """
 
 
 class SessionStateError(PeerbotError, RuntimeError):

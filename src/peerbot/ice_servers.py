@@ -2,8 +2,8 @@
 
 Orga's ice-config, Orbit's turn-credentials, ``ice_servers=`` arguments, ``peerbot serve
 --ice-server`` and the local servers' settings all pass through :func:`parse_ice_server`, so an
-entry is accepted or refused the same way everywhere. Each caller turns :class:`InvalidIceServer`
-into its own typed error: ``ConfigurationError`` for settings, a server error for a response.
+entry is accepted or refused the same way everywhere. They raise :class:`~peerbot.errors.InvalidIceServerError`
+(a ``ConfigurationError``); a client reading a server's response turns it into that API's server error.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
-__all__ = ["IceServer", "InvalidIceServer", "parse_ice_server", "parse_ice_servers", "ice_server_from_text"]
+from .errors import InvalidIceServerError as InvalidIceServer
+
+__all__ = ["SCHEMES", "IceServer", "InvalidIceServer", "ice_server_from_text", "parse_ice_server", "parse_ice_servers"]
 
 SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _MAX_URL_CHARS = 2048
@@ -24,10 +26,6 @@ class IceServer(TypedDict):
     urls: list[str]
     username: NotRequired[str]
     credential: NotRequired[str]
-
-
-class InvalidIceServer(ValueError):
-    """An entry is not a usable ICE server; the message says which field and why."""
 
 
 def parse_ice_server(entry: Any, where: str = "ICE server") -> IceServer:
