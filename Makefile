@@ -1,4 +1,5 @@
-# Two entry points for a fresh machine: `make run` (the main job) and `make test` (everything).
+# Two entry points for a fresh machine: `make run` (the main job) and `make test` (everything);
+# `make test-fast` skips the tests that drive Chromium, coturn, PulseAudio or Node.js.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 chromi
 	$(if $(shell command -v node),,nodejs npm)
 APT := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test install test-debs bench clean
+.PHONY: run test test-fast install test-debs bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,11 @@ test-debs:
 ## make test: install everything the tests need (Debian packages included) and run them.
 test: install test-debs
 	$(BIN)/pytest -ra
+
+## make test-fast: the tests that need none of Chromium, coturn, PulseAudio or Node.js (no Debian packages).
+FAST := not chromium and not turn and not pulseaudio and not node
+test-fast: install
+	$(BIN)/pytest -ra -m "$(FAST)"
 
 bench: install
 	$(BIN)/peerbot bench setup

@@ -1,8 +1,11 @@
-"""Shared fixtures: the embedded Orga-compatible server, started in-process per test."""
+"""Shared fixtures: the embedded Orga-compatible server, started in-process per test; and the
+markers of tests that need a real outside program (Chromium, coturn, PulseAudio, Node.js)."""
 
 from __future__ import annotations
 
 import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +28,53 @@ async def orga_server():
 def orga_kwargs(orga_server):
     """What ``peerbot.orga.connect`` needs to reach the embedded server."""
     return {"api_key": orga_server.api_key, "base_url": orga_server.base_url, "user_email": USER_EMAIL}
+
+
+# A test needs an outside program when it, a fixture it uses, or a helper of its module reaches
+# one of these test-bed modules; the node_sdk fixture is the only way to Node.js.
+_MARKER_OF_MODULE = {"browser": "chromium", "turn_server": "turn", "audio_device": "pulseaudio"}
+_MARKER_OF_FIXTURE = {"node_sdk": "node"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None:
+            continue
+        fixtures = getattr(item, "_fixtureinfo", None)
+        names = fixtures.names_closure if fixtures is not None else []
+        functions = [function]
+        for name in names:
+            functions += [d.func for d in (fixtures.name2fixturedefs.get(name) or ())]
+        needed = {_MARKER_OF_FIXTURE[n] for n in names if n in _MARKER_OF_FIXTURE}
+        needed |= {_MARKER_OF_MODULE[m] for m in _modules_reached(functions) if m in _MARKER_OF_MODULE}
+        for marker in sorted(needed):
+            item.add_marker(marker)
+
+
+def _modules_reached(functions: list) -> set[str]:
+    """The modules of the globals these functions name, following functions of the tests' own modules."""
+    reached: set[str] = set()
+    seen: set[int] = set()
+    todo = [f for f in functions if isinstance(f, types.FunctionType)]
+    while todo:
+        function = todo.pop()
+        if id(function) in seen:
+            continue
+        seen.add(id(function))
+        for name in _names(function.__code__):
+            value = function.__globals__.get(name)
+            module = getattr(value, "__module__", None)
+            if module is None:
+                continue
+            reached.add(module)
+            if isinstance(value, types.FunctionType) and module == function.__module__:
+                todo.append(value)
+    return reached
+
+
+def _names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _names(const)
