@@ -52,7 +52,7 @@ def parse_ice_server(entry: Any, where: str = "ICE server") -> IceServer:
             continue
         if not isinstance(value, str):
             raise InvalidIceServer(f"{where}.{key} must be a string")
-        server[key] = value  # type: ignore[literal-required]
+        server[key] = value
     if any(u.lower().startswith("turn") for u in urls) and not (server.get("username") and server.get("credential")):
         raise InvalidIceServer(f"{where} is a TURN server: it needs a username and a credential")
     return server

@@ -43,7 +43,8 @@ def import_sounddevice() -> ModuleType:
     except OSError as exc:
         # sounddevice raises OSError("PortAudio library not found") when libportaudio is absent.
         raise AudioDeviceError(f"PortAudio is not available ({exc}); {_INSTALL_PORTAUDIO}") from exc
-    return sounddevice
+    module: ModuleType = sounddevice
+    return module
 
 
 def list_devices() -> list[AudioDevice]:

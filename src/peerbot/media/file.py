@@ -7,6 +7,7 @@ import fractions
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -69,8 +70,9 @@ class File:
         except Exception as exc:
             raise MediaError(f"cannot open media file {self.path}: {exc}") from exc
         # The player decodes every stream it keeps into unbounded queues, read or not: keep one.
-        player._MediaPlayer__streams = [s for s in player._MediaPlayer__streams if s.type == kind]
-        return getattr(player, kind)
+        streams = player._MediaPlayer__streams  # type: ignore[attr-defined]
+        player._MediaPlayer__streams = [s for s in streams if s.type == kind]  # type: ignore[attr-defined]
+        return cast(MediaStreamTrack, getattr(player, kind))
 
     def stop(self) -> None:
         """Stop decoding and end the tracks."""
@@ -87,17 +89,19 @@ class Looping(MediaStreamTrack):
     def __init__(self, track: MediaStreamTrack, reopen: Callable[[], MediaStreamTrack | None]) -> None:
         super().__init__()
         self.kind = track.kind
-        self._track = track
+        self._track: MediaStreamTrack | None = track
         self._reopen = reopen
         self._offset = 0.0  # seconds added to the current pass's timestamps
         self._end = 0.0  # where the latest frame ends, in the same timeline
 
-    async def recv(self) -> av.frame.Frame:
+    async def recv(self) -> Any:  # an av.AudioFrame or av.VideoFrame, as the relayed track gives
         if self.readyState != "live":
             raise MediaStreamError
         for _ in range(2):  # one reopen per end; a file that yields nothing ends the track
+            if self._track is None:
+                break
             try:
-                frame = await self._track.recv()
+                frame: Any = await self._track.recv()
             except MediaStreamError:
                 self._track.stop()
                 self._track, self._offset = self._reopen(), self._end
@@ -137,13 +141,13 @@ class SilenceAfterEnd(MediaStreamTrack):
             raise MediaStreamError
         if self._ended_at is None:
             try:
-                frame = await self._track.recv()
+                frame: Any = await self._track.recv()
             except MediaStreamError:
                 self._ended_at = time.monotonic()
             else:
                 self._rate, self._layout = frame.sample_rate, frame.layout.name
                 self._next_pts = (frame.pts or 0) + frame.samples
-                return frame
+                return cast(av.AudioFrame, frame)
         samples = self._rate // 50
         wait = self._ended_at + self._sent * 0.020 - time.monotonic()
         if wait > 0:
@@ -154,14 +158,14 @@ class SilenceAfterEnd(MediaStreamTrack):
         frame.sample_rate, frame.pts = self._rate, self._next_pts
         frame.time_base = fractions.Fraction(1, self._rate)
         self._next_pts += samples
-        return frame
+        return cast(av.AudioFrame, frame)
 
     def stop(self) -> None:
         super().stop()
         self._track.stop()
 
 
-def decode_audio(path: str | Path, sample_rate: int = 48000, channels: int = 1) -> np.ndarray:
+def decode_audio(path: str | Path, sample_rate: int = 48000, channels: int = 1) -> np.ndarray[Any, np.dtype[np.int16]]:
     """A whole file's audio as int16 ``(channels, n)`` at ``sample_rate``: for ``AudioSource.capture``."""
     resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo", rate=sample_rate)
     try:

@@ -120,9 +120,11 @@ class Microphone(MediaStreamTrack):
         whole = len(data) - len(data) % n
         self._carry = data[whole:].copy()
         overflow = bool(status.input_overflow)
+        loop = self._loop
+        assert loop is not None  # set before the stream starts
         try:
             for start in range(0, whole, n):
-                self._loop.call_soon_threadsafe(self._push, data[start : start + n].copy(), overflow)
+                loop.call_soon_threadsafe(self._push, data[start : start + n].copy(), overflow)
                 overflow = False
         except RuntimeError:
             pass  # loop closed while the device was still delivering

@@ -120,28 +120,32 @@ class Speaker:
 
     def _on_output(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         # PortAudio thread: fill from the buffer, pad with silence, tell the loop there is room.
-        got = self._buffer.read_into(outdata)
+        buffer, loop, room = self._buffer, self._loop, self._room
+        assert buffer is not None and loop is not None and room is not None  # set before the stream starts
+        got = buffer.read_into(outdata)
         if got < frames:
             outdata[got:] = 0
-            if self._playing and not self._buffer.draining:
+            if self._playing and not buffer.draining:
                 self.underruns += 1
         try:
-            self._loop.call_soon_threadsafe(self._room.set)
+            loop.call_soon_threadsafe(room.set)
         except RuntimeError:
             pass  # loop closed while the device was still running
 
     # --- loop side ---------------------------------------------------------------------
 
     async def _write(self, samples: np.ndarray) -> None:
-        while not self._buffer.has_room(len(samples)):
-            self._room.clear()
-            await self._room.wait()
+        buffer, room = self._buffer, self._room
+        assert buffer is not None and room is not None  # _open() and play() made them
+        while not buffer.has_room(len(samples)):
+            room.clear()
+            await room.wait()
             if self._stream is None:
                 raise MediaError(f"speaker {self.device_name!r} was closed while playing")
-        self._buffer.write(samples)
+        buffer.write(samples)
 
     async def _drain(self) -> None:
-        if self._buffer is None:
+        if self._buffer is None or self._room is None:
             return
         self._buffer.draining = True
         try:
@@ -156,6 +160,7 @@ class Speaker:
 
     def _convert(self, frame: AudioFrame) -> np.ndarray:
         """``frame`` as int16 ``(samples, channels)`` at the stream's rate and channel count."""
+        assert self.channels is not None and self.sample_rate is not None  # fixed by _open()
         data = np.asarray(frame.data, dtype=np.int16)
         data = _mix(data, self.channels)
         if frame.sample_rate != self.sample_rate:
@@ -163,6 +168,7 @@ class Speaker:
         return np.ascontiguousarray(data.T)
 
     def _resample(self, data: np.ndarray, rate: int) -> np.ndarray:
+        assert self.channels is not None and self.sample_rate is not None  # fixed by _open()
         if self.channels not in _LAYOUTS:
             raise MediaError(f"cannot resample {self.channels}-channel audio from {rate} to {self.sample_rate} Hz")
         layout = _LAYOUTS[self.channels]
@@ -171,17 +177,20 @@ class Speaker:
             self._resampler_key = (rate, self.channels)
         source = av.AudioFrame.from_ndarray(data.T.reshape(1, -1), format="s16", layout=layout)
         source.sample_rate = rate
+        assert self._resampler is not None
         return self._collect(self._resampler.resample(source))
 
     def _resampler_tail(self) -> np.ndarray:
         """The samples the resampler still holds, as ``(samples, channels)``; resets it."""
+        assert self._resampler is not None
         tail = self._collect(self._resampler.resample(None))
         self._resampler = self._resampler_key = None
         return np.ascontiguousarray(tail.T)
 
     def _collect(self, frames: list[av.AudioFrame]) -> np.ndarray:
-        out = [f.to_ndarray().reshape(-1, self.channels).T for f in frames]
-        return np.concatenate(out, axis=1) if out else np.zeros((self.channels, 0), np.int16)
+        channels = self.channels or 1
+        out = [f.to_ndarray().reshape(-1, channels).T for f in frames]
+        return np.concatenate(out, axis=1) if out else np.zeros((channels, 0), np.int16)
 
 
 def _mix(data: np.ndarray, channels: int) -> np.ndarray:
@@ -193,7 +202,8 @@ def _mix(data: np.ndarray, channels: int) -> np.ndarray:
     if have == 1:
         return np.repeat(data, channels, axis=0)
     if channels == 1:
-        return data.mean(axis=0, keepdims=True).astype(np.int16)
+        mono: np.ndarray = data.mean(axis=0, keepdims=True).astype(np.int16)
+        return mono
     if have > channels:
         return data[:channels]
     return np.concatenate([data, np.zeros((channels - have, data.shape[1]), np.int16)])
