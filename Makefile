@@ -10,7 +10,7 @@ TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 chromi
 	$(if $(shell command -v node),,nodejs npm)
 APT := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test test-fast install test-debs bench clean
+.PHONY: run test test-fast typecheck install test-debs bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ test-debs:
 	fi
 
 ## make test: install everything the tests need (Debian packages included) and run them.
-test: install test-debs
+test: install test-debs typecheck
 	$(BIN)/pytest -ra
+
+## make typecheck: mypy over src/ (strict flags on the public modules, see pyproject.toml).
+typecheck: install
+	$(BIN)/mypy
 
 ## make test-fast: the tests that need none of Chromium, coturn, PulseAudio or Node.js (no Debian packages).
 FAST := not chromium and not turn and not pulseaudio and not node
