@@ -4,7 +4,7 @@ Each call: the greeting (default samples/hello.wav), then silence; the caller's 
 --record-dir/<call id>.wav; when the call ends its id, length and why it ended are printed and
 the bot waits for the next one. One call at a time: a call that rings meanwhile is not answered.
 Runs against Orbit when ORBIT_SECRET_KEY is set (with ORBIT_BASE_URL and ORBIT_CLIENT_ID), else
-against a local Orbit server started here (see peerbot.local.orbit_target): it then prints how to
+against a local Orbit server started here (see peerbot.cli.orbit_target): it then prints how to
 call the bot from another terminal (`peerbot orbit call answering-bot --as you`) and places one
 demo call itself.
 """
@@ -22,10 +22,11 @@ import numpy as np
 import peerbot.media
 import peerbot.orbit
 from peerbot.errors import PeerbotError
-from peerbot.local.orbit_target import OrbitTarget, orbit_target
+from peerbot.cli.orbit_target import OrbitTarget, orbit_target
 
 HELLO = Path(__file__).resolve().parent.parent / "samples" / "hello.wav"
 DEMO_SECONDS = 5.0  # the greeting is about 4 s
+WAIT_FOR_A_RING = 7 * 24 * 3600.0  # answer() takes a number of seconds: "until Ctrl-C" is a week
 
 
 async def take_call(target: OrbitTarget, args: argparse.Namespace, number: int) -> None:
@@ -33,9 +34,10 @@ async def take_call(target: OrbitTarget, args: argparse.Namespace, number: int) 
     partial = args.record_dir / f".call-{number}.wav"  # the id is known only once answered
     greeting = peerbot.media.File(args.greeting) if args.greeting else peerbot.media.Silence()
     try:
-        async with peerbot.orbit.answer(greeting, ring_timeout=None, record=partial, **target.call_kwargs) as call:
+        async with peerbot.orbit.answer(greeting, ring_timeout=WAIT_FOR_A_RING, record=partial,
+                                        **target.call_kwargs) as call:
             answered = time.monotonic()
-            caller = await caller_name(target, call.call_id)
+            caller = await caller_name(target, call.call_id or "")
             print(f"call {call.call_id}{' from ' + caller if caller else ''}: answered")
             try:
                 reason = await asyncio.wait_for(call.closed(), args.max_duration)

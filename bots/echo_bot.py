@@ -2,7 +2,7 @@
 
 Audio in: ``session.audio_frames()``. Audio out: an ``AudioSource`` the bot pushes PCM into.
 The "brain" here is ``transform()``: half the level, 0.3 s later. Events are printed as they come.
-Runs against Orga when ORGA_API_KEY is set, else against the embedded echo server (see peerbot.local.target),
+Runs against Orga when ORGA_API_KEY is set, else against the embedded echo server (see peerbot.cli.orga_target),
 where the greeting bounces back and forth, quieter each round.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import peerbot.media
 import peerbot.orga
 from peerbot.errors import PeerbotError
-from peerbot.local.target import orga_target
+from peerbot.cli.orga_target import orga_target
 
 RATE = 48000
 GAIN = 0.5  # each round trip halves the level, so an echo loop dies out

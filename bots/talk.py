@@ -1,7 +1,7 @@
 """Talk to the AI from your desktop: microphone in, speaker out, what was said printed as text.
 
 Runs against Orga when ORGA_API_KEY is set (with ORGA_USER_EMAIL), else against the embedded
-echo server (see peerbot.local.target), which plays your voice back. Ctrl-C hangs up.
+echo server (see peerbot.cli.orga_target), which plays your voice back. Ctrl-C hangs up.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import peerbot.orga
 from peerbot.errors import AudioDeviceError, PeerbotError
 from peerbot.media import format_devices
 from peerbot.orga.events import ErrorEvent, InputTranscriptionCompleted, ResponseOutputItemDone
-from peerbot.local.target import orga_target
+from peerbot.cli.orga_target import orga_target
 
 
 async def print_text(session: peerbot.orga.OrgaSession) -> None:

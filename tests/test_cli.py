@@ -35,7 +35,7 @@ def test_call_with_sample_files_prints_transcripts_counts_and_records(tmp_path):
         assert container.duration / 1e6 > 6
 
 
-def test_ctrl_c_hangs_up_cleanly_with_a_summary():
+def test_ctrl_c_hangs_up_cleanly_with_a_summary_and_exit_130():
     proc = subprocess.Popen([*PEERBOT, "call", "--source", "tone"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 30
@@ -45,8 +45,8 @@ def test_ctrl_c_hangs_up_cleanly_with_a_summary():
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    assert "hung up (interrupted)" in out
+    assert proc.returncode == 130, err
+    assert "hung up (interrupted)" in out and "received:" in out
     assert "Traceback" not in err
 
 

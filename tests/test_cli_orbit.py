@@ -7,6 +7,7 @@ server started in the test, which then plays the other party.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from peerbot import orbit
+from peerbot.errors import CallNotConnectedError
 from peerbot.media import Tone, decode_audio
 
 from media_checks import dominant_frequency, rms
@@ -120,7 +122,7 @@ async def test_unanswered_call_is_missed_with_exit_1(bed):
 async def test_calling_an_unknown_user_is_a_one_line_error_and_exit_2(bed):
     code, out, err = await run_async(*PEERBOT, "orbit", "call", "nobody", env=env_for(bed.server))
     assert code == 2
-    assert err.strip() == "peerbot: no Orbit user 'nobody' (looked for it as an external id and as a user id)"
+    assert err.strip() == "peerbot: error: no Orbit user 'nobody' (looked for it as an external id and as a user id)"
 
 
 def test_ctrl_c_while_waiting_for_a_call_cancels_cleanly():
@@ -132,8 +134,33 @@ def test_ctrl_c_while_waiting_for_a_call_cancels_cleanly():
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
-    assert "Cancelled before the call connected (interrupted)" in out
+    assert "Call ended before it connected: hung up (interrupted)" in out
     assert "Traceback" not in err
+
+
+async def test_answer_started_just_after_a_missed_call_waits_for_the_next_live_call(bed):
+    caller = await bed.participant("carol")
+    bot = await bed.backend.users.create("peerbot", "peerbot")  # the user `orbit answer` acts as
+    with pytest.raises(CallNotConnectedError) as missed:  # nobody answers: missed after 2 s
+        async with orbit.call(bot.id, Tone(440), ring_timeout=10, **caller.kwargs):
+            pass
+    assert missed.value.outcome in ("missed", "no_answer")
+    proc = await asyncio.create_subprocess_exec(*PEERBOT, "orbit", "answer", "--duration", "2", "--json",
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                env=env_for(bed.server))
+    try:
+        while b"Waiting for a call" not in await asyncio.wait_for(proc.stderr.readline(), 30):
+            pass
+        await asyncio.sleep(1.0)  # had it taken the missed call it would have exited 2 by now
+        assert proc.returncode is None
+        async with orbit.call(bot.id, Tone(440), ring_timeout=10, **caller.kwargs) as live:
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    summary = json.loads(out)
+    assert summary["call_id"] == live.call_id and summary["audio_seconds_received"] > 1
 
 
 async def test_answering_bot_greets_a_caller_and_records_them(bed, tmp_path):

@@ -3,17 +3,19 @@
 ``peerbot.orga.connect(...)`` joins an Orga AI realtime session, ``peerbot.orbit.call(...)`` and
 ``peerbot.orbit.answer(...)`` place and take Orbit calls; ``peerbot.media`` has the
 sources (microphone, file, app-pushed, synthetic) and sinks (speaker, recorder);
-``peerbot.local`` has the local Orga- and Orbit-compatible servers (imported on first use).
+``peerbot.local`` has the local Orga- and Orbit-compatible servers.
 """
 
 from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import errors, media, orbit, orga
 from .errors import PeerbotError
+
+if TYPE_CHECKING:
+    from . import errors, local, media, orbit, orga
 
 __all__ = ["PeerbotError", "errors", "local", "media", "orbit", "orga"]
 
@@ -22,9 +24,12 @@ try:
 except PackageNotFoundError:  # run from a source tree that was not installed
     __version__ = "0.0.0"
 
+_SUBPACKAGES = {"errors", "local", "media", "orbit", "orga"}
+
 
 def __getattr__(name: str) -> Any:
-    # The local servers pull in aiohttp and the echo assistant: load them only when asked for.
-    if name == "local":
-        return importlib.import_module(".local", __name__)
+    # Subpackages load on first use: numpy, PyAV and aiortc take ~1 s to import, and the CLI
+    # must be able to answer Ctrl-C (or --version) before they are in.
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

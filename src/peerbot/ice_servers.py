@@ -71,6 +71,8 @@ def ice_server_from_text(text: str) -> IceServer:
         try:
             entry = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise InvalidIceServer(f"ICE server {text[:60]!r} is not valid JSON: {exc}") from None
+            # Only the position: the text may hold a TURN credential.
+            where = f" at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise InvalidIceServer(f"ICE server is not valid JSON{where}") from None
         return parse_ice_server(entry)
     return parse_ice_server({"urls": text.strip()})

@@ -16,15 +16,21 @@ from collections.abc import AsyncIterator
 from rich.console import Console
 from rich.progress import Progress
 
-from ..local.target import LOCAL_USER_EMAIL
+from .orga_target import LOCAL_USER_EMAIL
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("bench", help="run a benchmark and print its figures")
     which = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     setup = which.add_parser("setup", help="time from connect() to the first received audio frame")
-    setup.add_argument("--sessions", type=int, default=20, help="sessions per phase (default 20)")
+    setup.add_argument("--sessions", type=_at_least_one, default=20, help="sessions per phase (default 20)")
     setup.set_defaults(run=run_setup)
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def run_setup(args: argparse.Namespace) -> int:
@@ -39,6 +45,7 @@ async def _server_process() -> AsyncIterator[tuple[str, str]]:
         sys.executable, "-m", "peerbot.cli.main", "serve", "--port", "0", "--api-key", key,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         match = re.search(r"(http://\S+)", line)

@@ -2,7 +2,7 @@
 
 Against Orga when ``ORGA_API_KEY`` is set, otherwise against the embedded server started in
 this process. A live status line shows state, bitrates, loss, jitter and RTT; transcripts and
-the assistant's text are printed as they arrive; Ctrl-C hangs up cleanly.
+the assistant's text are printed as they arrive; Ctrl-C hangs up cleanly (exit 130, 143 on SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,18 +11,27 @@ import argparse
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 from rich.console import Console
 
+from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
-from .live import Received, add_media_options, count_audio, hang_up_on_signals, hold, play
-from .sources import audio_source, video_source
+from .live import Received, count_audio, hold, play
+from .options import add_media_options, open_media
+from .signals import HangUpSignal, Interrupted
+from .summary import JSON_HELP, CallSummary
+
+EXIT_STATUS = "exit status: 0 normal end, 1 the call failed, 2 bad usage or settings, 130/143 SIGINT/SIGTERM"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("call", help="hold an Orga realtime session (embedded server when ORGA_API_KEY is unset)")
+    p = commands.add_parser("call", help="hold an Orga realtime session (embedded server when ORGA_API_KEY is unset)",
+                            epilog=f"{EXIT_STATUS}\n\n{JSON_HELP}", formatter_class=argparse.RawDescriptionHelpFormatter)
     add_media_options(p)
+    p.add_argument("--ice-server", action="append", metavar="JSON|URL",
+                   help='ICE server instead of the service\'s, e.g. stun:host:3478 or {"urls": …} (repeatable)')
     p.add_argument("--voice", default="alloy", choices=VOICES)
     p.add_argument("--model", default=MODELS[0], choices=MODELS)
     p.add_argument("--temperature", type=float, default=0.5)
@@ -38,52 +47,77 @@ def run(args: argparse.Namespace) -> int:
 
 async def _call(args: argparse.Namespace) -> int:
     from .. import orga
-    from ..local.target import orga_target
+    from .orga_target import orga_target
 
-    console = Console(highlight=False, soft_wrap=True)
-    stop = hang_up_on_signals()
-    source = audio_source(args.source, args.mic_device)
-    video = video_source(args.video)
+    console = Console(highlight=False, soft_wrap=True, stderr=args.json)
+    hang_up = HangUpSignal()
+    media = open_media(args)
+    options: dict[str, Any] = {} if media.ice_servers is None else {"ice_servers": media.ice_servers}
+    summary = CallSummary("call", exit_status=1, end_reason="", recording=args.record)
     got = Received()
-    async with orga_target(local=True if args.local else None) as target:
-        console.print(f"Calling {target.description}")
-        console.print(f"  sending audio: {args.source}   video: {args.video}")
-        started = time.monotonic()
-        async with orga.connect(
-            source, video, voice=args.voice, model=args.model, temperature=args.temperature,
-            instructions=args.instructions, return_transcription=args.transcripts, record=args.record,
-            **target.connect_kwargs,
-        ) as session:
-            console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms,"
-                          f" conversation {session.conversation_id}")
-            tasks = [asyncio.create_task(count_audio(session, got)),
-                     asyncio.create_task(_print_events(session, got, console))]
-            if args.play:
-                tasks.append(asyncio.create_task(play(session, args.speaker_device)))
-            ending = await hold(session, got, started, console, stop, args.duration)
-            stats = session.stats()
-            server_call = target.server.calls.get(session.conversation_id) if target.server else None
-            server_counts = _server_counts(server_call)
-            for task in tasks:
-                task.cancel()
-        if ending == "interrupted":
-            reason = "hung up (interrupted)"
-        elif session.peer.error is not None:
-            reason = session.peer.error
-        else:
-            reason = f"hung up after --duration {args.duration:g} s"
-    console.print(f"Call ended after {time.monotonic() - started:.1f} s: {reason}")
-    console.print(f"  sent:     {stats.packets_sent} RTP packets ({args.source}, video {args.video})")
+    try:
+        async with orga_target(local=True if args.local else None) as target:
+            session = orga.connect(  # checks the settings: a bad one is refused before anything is printed
+                media.source, media.video, voice=args.voice, model=args.model, temperature=args.temperature,
+                instructions=args.instructions, return_transcription=args.transcripts, record=args.record,
+                **options, **target.connect_kwargs,
+            )
+            console.print(f"Calling {target.description}")
+            console.print(f"  sending audio: {args.source}   video: {args.video}")
+            started = time.monotonic()
+            tasks: list[asyncio.Task[None]] = []
+            try:
+                await hang_up.run(session.start())
+                summary.call_id = session.conversation_id
+                console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms,"
+                              f" conversation {session.conversation_id}")
+                started = time.monotonic()
+                tasks += [asyncio.create_task(count_audio(session, got)),
+                          asyncio.create_task(_print_events(session, got, console))]
+                if media.speaker is not None:
+                    tasks.append(asyncio.create_task(play(session, media.speaker)))
+                ending = await hold(session, got, started, console, hang_up, args.duration)
+                summary.duration_s = round(time.monotonic() - started, 3)
+                summary.add_stats(session.stats())
+                error, end_reason = (session.peer.error, session.peer.end_reason) if session.peer else (None, None)
+                server_counts = _server_counts(target.server, session.conversation_id)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await session.close()
+    except Interrupted:
+        summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"
+        console.print(f"Call ended before it connected: {summary.end_reason}")
+        return summary.finish(args.json)
+    except ConfigurationError:
+        raise
+    except PeerbotError as exc:  # signalling or ICE failed: a failed call, not bad usage
+        summary.end_reason = f"not connected: {exc}"
+        console.print(f"Call {summary.end_reason}")
+        return summary.finish(args.json)
+    finally:
+        media.close()
+    summary.add_received(got)
+    if ending == "interrupted":
+        summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"
+    elif error is not None:
+        summary.exit_status, summary.end_reason = 1, error
+    elif ending == "duration":
+        summary.exit_status, summary.end_reason = 0, f"hung up after --duration {args.duration:g} s"
+    else:
+        summary.exit_status, summary.end_reason = 0, end_reason or "the session ended"
+    console.print(f"Call ended after {summary.duration_s:.1f} s: {summary.end_reason}")
+    console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames;"
                   f" events {dict(got.events) or 'none'}")
     if server_counts:
         console.print(f"  server:   {server_counts}")
     if args.record:
         console.print(f"  recorded to {args.record}")
-    return 0 if session.peer.error is None else 1
+    return summary.finish(args.json)
 
 
-async def _print_events(session, got: Received, console: Console) -> None:
+async def _print_events(session: Any, got: Received, console: Console) -> None:
     with contextlib.suppress(Exception):
         async for event in session.events():
             got.events[event.type] += 1
@@ -97,7 +131,9 @@ async def _print_events(session, got: Received, console: Console) -> None:
                 console.print(f"[dim]event {event.type}[/dim]")
 
 
-def _server_counts(call) -> str:
+def _server_counts(server: Any, conversation_id: str | None) -> str:
+    """What the embedded server received and sent, when it is ours to ask."""
+    call = server.calls.get(conversation_id) if server is not None else None
     if call is None:
         return ""
     fields = ("audio_frames_received", "video_frames_received", "audio_frames_sent")

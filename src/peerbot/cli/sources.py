@@ -18,11 +18,7 @@ def audio_source(spec: str, mic_device: str | None = None) -> Any:
     if spec == "silence":
         return media.Silence()
     if spec.startswith("tone"):
-        _, _, hz = spec.partition(":")
-        try:
-            return media.Tone(float(hz) if hz else 440.0)
-        except ValueError:
-            raise ConfigurationError(f"--source tone:HZ needs a number, got {spec!r}") from None
+        return media.Tone(_tone_hz(spec))
     path, loop = _loop(spec)
     return media.File(path, loop=loop)
 
@@ -40,6 +36,18 @@ def video_source(spec: str) -> Any:
     if source.video is None:
         raise ConfigurationError(f"{spec} has no video stream")
     return source
+
+
+def _tone_hz(spec: str) -> float:
+    """``tone`` is 440 Hz; ``tone:HZ`` must be audible at 48 kHz (below the 24 kHz Nyquist limit)."""
+    _, _, hz = spec.partition(":")
+    try:
+        frequency = float(hz) if hz else 440.0
+    except ValueError:
+        frequency = float("nan")
+    if not 0 < frequency < 24000:
+        raise ConfigurationError(f"--source tone:HZ needs a frequency between 0 and 24000 Hz, got {spec!r}")
+    return frequency
 
 
 def _loop(spec: str) -> tuple[str, bool]:

@@ -1,25 +1,19 @@
-"""Pick where an Orbit call goes: the real Orbit when ``ORBIT_SECRET_KEY`` is set, else a local server.
+"""Where an Orbit command talks: the real Orbit when ``ORBIT_SECRET_KEY`` is set, else a local server.
 
 Either way the bot is an app user, upserted through the backend client, with a token that is
-renewed when it expires. With the local server, ``echo_participant`` stands in for the far side.
+renewed when it expires. With the local server, ``peerbot.local.demo_user`` stands in for the far side.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ..errors import ConfigurationError, OrbitServerError, PeerbotError
+from ..errors import ConfigurationError, OrbitServerError
 from ..orbit import OrbitServer, User
-
-log = logging.getLogger(__name__)
 
 TOKEN_TTL = 3600
 
@@ -81,43 +75,7 @@ async def orbit_target(name: str, *, local: bool | None = None, **server_options
         async with OrbitServer() as backend:
             yield await _signed_in(backend, name, None, None)
         return
-    from .orbit_server import LocalOrbitServer
+    from ..local.orbit_server import LocalOrbitServer
 
     async with LocalOrbitServer(**server_options) as server, OrbitServer(server.secret_key, server.base_url) as backend:
         yield await _signed_in(backend, name, server.publishable_key, server)
-
-
-@contextlib.asynccontextmanager
-async def echo_participant(target: OrbitTarget, external_id: str, *, calls: str | None = None,
-                           type: str = "voice", ring_timeout: float | None = None) -> AsyncIterator[OrbitTarget]:
-    """User ``external_id`` plays back what it hears, 0.3 s late: it answers the next call or,
-    with ``calls=<user id>``, places one (of ``type``). Video calls get a test pattern back."""
-    from .. import orbit
-    from ..media import AudioSource, TestPattern
-
-    participant = await target.as_user(external_id)
-    out = AudioSource(queue_seconds=2.0)
-    in_call = asyncio.Event()
-
-    async def echo() -> None:
-        options = {"ring_timeout": ring_timeout, **participant.call_kwargs}
-        session = (orbit.call(calls, out, TestPattern(), type=type, **options) if calls
-                   else orbit.answer(out, TestPattern(), **options))
-        try:
-            async with session as call:
-                in_call.set()
-                frames = call.audio_frames(sample_rate=out.sample_rate, channels=1)
-                await out.capture(np.zeros(int(0.3 * out.sample_rate), np.int16), out.sample_rate)
-                async for frame in frames:
-                    await out.capture(frame.data, frame.sample_rate)
-        except PeerbotError as exc:  # the call ended or never connected: the other side says why
-            log.debug("echo participant %s: %s", external_id, exc)
-
-    task = asyncio.create_task(echo(), name=f"echo-{external_id}")
-    try:
-        yield participant
-    finally:
-        if in_call.is_set():
-            await asyncio.wait({task}, timeout=2.0)  # it hears the hang-up and leaves by itself
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

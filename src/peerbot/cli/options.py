@@ -1,0 +1,94 @@
+"""The calling commands' media options, checked before any request: a bad one is exit 2, nothing opened."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError, MediaError
+from ..ice_servers import IceServer, InvalidIceServer, ice_server_from_text
+from .sources import audio_source, video_source
+
+
+def add_media_options(p: argparse.ArgumentParser) -> None:
+    """--source, --mic-device, --video, --play, --speaker-device, --record, --duration, --json."""
+    p.add_argument("--source", default="tone", metavar="mic|tone[:HZ]|silence|none|FILE[:loop]",
+                   help="audio to send (default: a 440 Hz tone)")
+    p.add_argument("--mic-device", help="microphone name or index (see 'peerbot devices')")
+    p.add_argument("--video", default="none", metavar="pattern|none|FILE[:loop]", help="video to send")
+    p.add_argument("--play", action="store_true", help="play received audio on the speaker")
+    p.add_argument("--speaker-device", help="speaker name or index")
+    p.add_argument("--record", metavar="PATH", help="record received media (.wav, .ogg, .mp4, .webm, .mkv)")
+    p.add_argument("--duration", type=seconds, default=None, metavar="S", help="hang up after S seconds")
+    p.add_argument("--json", action="store_true",
+                   help="print the end summary as one JSON object on stdout (the rest goes to stderr)")
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return value
+
+
+@dataclass
+class Media:
+    """What the options asked for, opened: sources, the speaker, where to record, ICE servers."""
+
+    source: Any = None
+    video: Any = None
+    speaker: Any = None  # a Speaker when --play
+    record: str | None = None
+    ice_servers: list[IceServer] | None = None
+
+    def close(self) -> None:
+        """Release the speaker and the sources: also what no session took (stopping twice is harmless)."""
+        if self.speaker is not None:
+            self.speaker.close()
+        for source in (self.source, self.video):
+            if source is not None:
+                source.stop()
+
+
+def open_media(args: argparse.Namespace) -> Media:
+    """Check every media option and open the devices and files, or raise ``ConfigurationError``."""
+    media = Media(record=args.record, ice_servers=ice_servers(getattr(args, "ice_server", None)))
+    try:
+        if args.record:
+            from ..media.recorder import Recorder
+
+            Recorder(args.record)  # refuses an unsupported container by its suffix
+            folder = Path(args.record).absolute().parent
+            if not folder.is_dir():
+                raise ConfigurationError(f"cannot record to {args.record}: there is no directory {folder}")
+        if args.play:  # the output device is looked up now, as the microphone is
+            from ..media import Speaker
+
+            device = args.speaker_device
+            media.speaker = Speaker(device=int(device) if device and device.isdigit() else device)
+        media.source = audio_source(args.source, args.mic_device)
+        media.video = video_source(args.video)
+    except MediaError as exc:
+        media.close()
+        raise ConfigurationError(str(exc)) from None
+    except BaseException:
+        media.close()
+        raise
+    return media
+
+
+def ice_servers(texts: list[str] | None) -> list[IceServer] | None:
+    """``--ice-server`` values (JSON objects or stun:/turn: URLs); ``None`` keeps the service's own."""
+    if not texts:
+        return None
+    try:
+        return [ice_server_from_text(text) for text in texts]
+    except InvalidIceServer as exc:
+        raise ConfigurationError(f"--ice-server: {exc}") from None

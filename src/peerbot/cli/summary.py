@@ -1,0 +1,65 @@
+"""The end-of-call summary that ``--json`` prints as one object, shared by ``call`` and ``orbit``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+JSON_HELP = """\
+--json prints one JSON object on stdout when the command ends (the human output goes to stderr):
+  command              "call", "orbit call" or "orbit answer"
+  exit_status          the process exit status: 0 normal end, 1 failure, 130/143 SIGINT/SIGTERM
+  end_reason           why the call ended, as the human summary says it
+  call_id              the Orga conversation id or the Orbit call id (null if none was made)
+  duration_s           seconds from connected to hung up (null if it never connected)
+  packets_sent, packets_received, packets_lost   RTP packet counters
+  bytes_sent, bytes_received                      transport bytes (null where not counted)
+  audio_seconds_received, audio_frames_received, video_frames_received
+  loss_percent, jitter_ms, rtt_ms, mos            the last quality figures (rtt_ms, mos may be null)
+  recording            the --record path, or null"""
+
+
+@dataclass
+class CallSummary:
+    """How one call went, as scripts read it."""
+
+    command: str
+    exit_status: int
+    end_reason: str
+    call_id: str | None = None
+    duration_s: float | None = None
+    packets_sent: int = 0
+    packets_received: int = 0
+    packets_lost: int = 0
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+    audio_seconds_received: float = 0.0
+    audio_frames_received: int = 0
+    video_frames_received: int = 0
+    loss_percent: float = 0.0
+    jitter_ms: float = 0.0
+    rtt_ms: float | None = None
+    mos: float | None = None
+    recording: str | None = None
+
+    def add_stats(self, stats: Any) -> None:
+        """Fold in a ``CallStats`` snapshot."""
+        for name in ("packets_sent", "packets_received", "packets_lost", "loss_percent", "jitter_ms", "rtt_ms",
+                     "mos", "bytes_sent", "bytes_received"):
+            setattr(self, name, getattr(stats, name, getattr(self, name)))  # bytes_*: where the engine counts them
+
+    def add_received(self, got: Any) -> None:
+        """Fold in what the command counted (``live.Received``)."""
+        self.audio_seconds_received = round(got.audio_seconds, 3)
+        self.audio_frames_received = got.audio_frames
+        self.video_frames_received = got.video_frames
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    def finish(self, as_json: bool) -> int:
+        """Print the JSON object when asked for (the human lines went to stderr then); the exit status."""
+        if as_json:
+            print(self.to_json(), flush=True)
+        return self.exit_status
