@@ -7,7 +7,10 @@ import asyncio
 import av
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from peerbot.engine.impairment import Blackout
 from peerbot.engine.peer import Peer
 from peerbot.errors import IceFailedError, SdpError, SessionEndedError
 from peerbot.media import AudioSource, TestPattern, Tone, read_frame_counter
@@ -133,7 +136,7 @@ async def test_slow_consumer_drops_its_own_oldest_frames_while_a_fast_one_loses_
     assert (await slow.__anext__()).samples == 960
 
 
-async def test_far_side_closing_ends_iterators_with_a_reason(peers):
+async def test_far_side_closing_is_a_normal_end_that_stops_iteration(peers):
     a, b = peers(), peers()
     b.add_transceiver("audio", Tone(440), "sendonly")
     await connect_pair(b, a)
@@ -141,8 +144,21 @@ async def test_far_side_closing_ends_iterators_with_a_reason(peers):
     await stream.__anext__()
     await b.close()
     reason = await asyncio.wait_for(a.closed(), 10)
-    assert "closed" in reason and a.state == "failed"
-    with pytest.raises(SessionEndedError):
+    assert "closed" in reason and a.state == "closed" and a.error is None
+    leftover = [frame async for frame in stream]  # ends without raising
+    assert len(leftover) < 50
+
+
+async def test_silent_far_side_ends_iterators_with_session_ended_error(peers):
+    a, b = peers(liveness_timeout=1.0, stats_interval=0.2), peers()
+    b.add_transceiver("audio", Tone(440), "sendonly")
+    await connect_pair(b, a)
+    stream = ConvertedStream(a.audio.hub.subscribe(), audio_converter(None, None))
+    await stream.__anext__()
+    with Blackout(b):
+        reason = await asyncio.wait_for(a.closed(), 10)
+    assert "silent" in reason and a.state == "failed" and a.error == reason
+    with pytest.raises(SessionEndedError, match="silent"):
         async for _ in stream:
             pass
 
@@ -248,3 +264,57 @@ async def test_answerer_sends_its_tracks_and_trickled_candidates_connect_without
     assert abs(dominant_frequency(heard_by_a[-8000:], 16000) - 880) < 5
     frame = await ConvertedStream(a.video.hub.subscribe(), video_converter("rgb24")).__anext__()
     assert frame.width == 320
+
+
+def test_private_field_module_warns_when_the_installed_versions_differ_from_the_pinned_ones():
+    import warnings
+
+    from peerbot.engine import _aiortc
+
+    with pytest.warns(RuntimeWarning, match="aiortc .* written for 0.0.1"):
+        problems = _aiortc.check_versions({"aiortc": "0.0.1", "aioice": _aiortc.PINNED["aioice"]})
+    assert len(problems) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _aiortc.check_versions() == []  # the installed ones are the pinned ones
+
+
+def test_log_redaction_hides_ice_passwords_and_credentials_and_keeps_the_rest():
+    from peerbot.engine._aiortc import redact_secrets
+
+    text = "a=ice-ufrag:abcd\r\na=ice-pwd:s3cr3tPassw0rdValue1234\r\n{'credential': 'tUrNsEcReT', 'username': 'u1'}"
+    cleaned = redact_secrets(text)
+    assert "s3cr3tPassw0rdValue1234" not in cleaned and "tUrNsEcReT" not in cleaned
+    assert "a=ice-ufrag:abcd" in cleaned and "'username': 'u1'" in cleaned
+
+
+async def test_closing_a_peer_leaves_the_tracks_it_sent_live_for_their_owner(peers):
+    a, b = peers(), peers()
+    tone, pattern = Tone(440), TestPattern()
+    a.add_transceiver("audio", tone, "sendrecv")
+    a.add_transceiver("video", pattern, "sendrecv")
+    await connect_pair(a, b)
+    await collect_audio(b, 0.2)
+    await a.close()
+    assert tone.readyState == pattern.readyState == "live"
+    assert (await tone.recv()).samples == 960  # still usable by a new peer (a reconnection)
+
+
+@settings(max_examples=100, deadline=None)
+@given(origins=st.lists(st.integers(min_value=0, max_value=2**32 - 1), min_size=1, max_size=4),
+       frames_each=st.integers(min_value=1, max_value=5))
+def test_received_audio_timestamps_stay_monotonic_across_new_rtp_clocks(origins, frames_each):
+    # Each reconnection starts a new, random RTP timestamp origin: the stream's clock must go on.
+    import fractions
+
+    convert = audio_converter(None, None)
+    stamps = []
+    for origin in origins:
+        for index in range(frames_each):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1920), dtype=np.int16), format="s16", layout="stereo")
+            frame.sample_rate, frame.time_base = 48000, fractions.Fraction(1, 48000)
+            frame.pts = origin + index * 960
+            stamps.extend(f.timestamp for f in convert(frame))
+    assert stamps[0] == 0.0
+    assert all(later >= earlier for earlier, later in zip(stamps, stamps[1:]))
+    assert stamps[-1] <= 0.02 * len(stamps) + 120 * (len(origins) - 1)

@@ -173,3 +173,19 @@ async def test_no_secret_appears_in_debug_logs_of_a_whole_session(orga_server, o
     text = caplog.text + repr(session) + repr(token_holder)
     assert orga_server.api_key not in text
     assert len(caplog.records) > 10  # the debug logs were really captured
+
+
+async def test_aiortc_and_aioice_debug_logs_of_a_whole_session_carry_no_ice_password(orga_kwargs, caplog):
+    from aiortc.sdp import SessionDescription
+
+    caplog.set_level(logging.DEBUG)
+    async with orga.connect(Tone(), **orga_kwargs) as session:
+        await session.audio_frames().__anext__()
+        pc = session.peer._pc
+        passwords = {SessionDescription.parse(d.sdp).media[0].ice.password
+                     for d in (pc.localDescription, pc.remoteDescription)}
+    library = [r for r in caplog.records if r.name.split(".")[0] in ("aiortc", "aioice")]
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert len(passwords) == 2 and all(len(p) >= 16 for p in passwords)
+    assert any("a=ice-pwd:" in r.getMessage() for r in library)  # the SDP lines were logged, redacted
+    assert not any(p in text for p in passwords)

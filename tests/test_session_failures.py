@@ -93,7 +93,7 @@ async def test_malformed_answer_sdp_raises_sdp_error_and_leaves_nothing_open(sdp
         with pytest.raises(SdpError):
             async with session:
                 pass
-        assert session.state == "closed" and session._client.is_closed
+        assert session.state == "failed" and session._client.is_closed
     finally:
         await runner.cleanup()
 

@@ -1,4 +1,4 @@
-"""ICE server configuration: the ``iceServers`` JSON shape to aiortc's objects."""
+"""ICE server configuration: ``iceServers`` entries (read by ``peerbot.ice_servers``) to aiortc's objects."""
 
 from __future__ import annotations
 
@@ -9,31 +9,32 @@ from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from ..errors import ConfigurationError
+from ..ice_servers import IceServer, parse_ice_server
 
-_SCHEMES = ("stun:", "turn:", "turns:")
-
-
-def ice_server(entry: Mapping[str, Any] | RTCIceServer) -> RTCIceServer:
-    """Convert one ``{"urls", "username"?, "credential"?}`` entry (urls a string or a list)."""
-    if isinstance(entry, RTCIceServer):
-        return entry
-    urls = entry.get("urls")
-    if isinstance(urls, str):
-        urls = [urls]
-    if not urls or not all(isinstance(u, str) and u.startswith(_SCHEMES) for u in urls):
-        raise ConfigurationError(f"ICE server needs 'urls' of stun:/turn:/turns: URIs, got {urls!r}")
-    if any(u.startswith("turn") for u in urls) and not (entry.get("username") and entry.get("credential")):
-        raise ConfigurationError("a TURN server needs a username and a credential")
-    return RTCIceServer(urls=list(urls), username=entry.get("username"), credential=entry.get("credential"))
+IceServerEntry = Mapping[str, Any] | RTCIceServer
 
 
-def rtc_configuration(
-    servers: Iterable[Mapping[str, Any] | RTCIceServer] | None, *, relay_only: bool = False
-) -> RTCConfiguration:
+def check_ice_servers(servers: Iterable[IceServerEntry] | None, where: str = "ice_servers") -> list[IceServer]:
+    """Each entry checked by the one ICE-server reader; ``InvalidIceServerError`` (a
+    ``ConfigurationError``) says which and why."""
+    if servers is None:
+        return []
+    if isinstance(servers, (str, bytes, Mapping)):
+        raise ConfigurationError(f"{where} must be a list of ICE servers, got {type(servers).__name__}")
+    checked = []
+    for index, entry in enumerate(servers):
+        if isinstance(entry, RTCIceServer):
+            entry = {"urls": entry.urls, "username": entry.username, "credential": entry.credential}
+        checked.append(parse_ice_server(entry, f"{where}[{index}]"))  # InvalidIceServerError is a ConfigurationError
+    return checked
+
+
+def rtc_configuration(servers: Iterable[IceServerEntry] | None, *, relay_only: bool = False) -> RTCConfiguration:
     """Build the RTCConfiguration. No servers means an empty list: aiortc would otherwise
     fall back to a public STUN server, which stalls gathering on an offline machine."""
     return RTCConfiguration(
-        iceServers=[ice_server(s) for s in servers or []],
+        iceServers=[RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                    for s in check_ice_servers(servers)],
         iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
         # One transport for all media: one set of candidates to gather, like browsers do.
         bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,

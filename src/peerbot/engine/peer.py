@@ -1,32 +1,37 @@
-"""The engine: one WebRTC peer over aiortc's RTCPeerConnection, knowing nothing of signalling.
+"""One WebRTC peer over aiortc's RTCPeerConnection, knowing nothing of signalling.
 
 It adds transceivers and data channels, gathers candidates non-trickle within a bound,
 applies the far side's description, and watches the connection. aiortc never reports
 ``disconnected``, so a watchdog ends the peer when nothing (RTP, RTCP, SCTP) has arrived for
 ``liveness_timeout`` seconds: a vanished far side is noticed in seconds, not at ICE consent
-expiry (30 s).
+expiry (30 s). A peer ends once: a far side closing it (DTLS close) is a normal end, a
+vanished far side or failed ICE an abnormal one (``error``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+import av
+from aioice import Candidate, Connection
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.rtcicetransport import RTCIceCandidate
+from aiortc.sdp import SessionDescription, candidate_from_sdp, candidate_to_sdp
 
 from ..errors import IceFailedError, PeerConnectionError, SdpError
-from ..media.streams import TrackReader
-from .datachannel import DataChannel
-from .ice import rtc_configuration
+from ..media.streams import StreamHub, TrackReader
+from . import _aiortc
+from .datachannel import DataChannel, Message
+from .ice import IceServerEntry, rtc_configuration
+from .options import PeerOptions
 from .stats import CallStats, StatsTracker
 from .turn import relay_failure, tls_context
 
@@ -55,17 +60,19 @@ class CandidatePairInfo:
 class Peer:
     """A WebRTC peer connection with bounded gathering, liveness watchdog and frame readers.
 
-    ``audio`` and ``video`` are ``TrackReader``s for what the far side sends. ``closed()``
-    returns the reason the peer ended; ``error`` is that reason when the end was not asked for.
+    ``audio`` and ``video`` are ``TrackReader``s for what the far side sends, into ``audio_hub`` /
+    ``video_hub`` when given (a session's hubs, which outlive the peer: the peer never ends
+    them) or into hubs of their own. ``closed()`` returns the reason the peer ended; ``error`` is
+    that reason when the end was abnormal. The peer never stops the tracks it sends: their owner does.
 
     ``turn_tls_ca`` is a PEM CA bundle that a ``turns:`` server's certificate must chain to,
     instead of the system's trust store (which ``SSL_CERT_FILE`` can replace); verification
-    and the host-name check stay on either way.
+    and the host-name check stay on either way. Bad settings raise ``ConfigurationError``.
     """
 
     def __init__(
         self,
-        ice_servers: Iterable[Mapping[str, Any]] | None = None,
+        ice_servers: Iterable[IceServerEntry] | None = None,
         *,
         relay_only: bool = False,
         gather_timeout: float = 5.0,
@@ -74,25 +81,33 @@ class Peer:
         codecs: Iterable[str] | None = None,
         audio_jitter_frames: int = 1,
         turn_tls_ca: str | os.PathLike[str] | None = None,
+        audio_hub: StreamHub[av.AudioFrame] | None = None,
+        video_hub: StreamHub[av.VideoFrame] | None = None,
     ) -> None:
+        self.options = PeerOptions(relay_only=relay_only, gather_timeout=gather_timeout,
+                                   liveness_timeout=liveness_timeout, stats_interval=stats_interval,
+                                   codecs=tuple(codecs or ()), audio_jitter_frames=audio_jitter_frames,
+                                   turn_tls_ca=turn_tls_ca)
         self._turn_tls = tls_context(turn_tls_ca) if turn_tls_ca is not None else None
         self._pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
-        self.gather_timeout = gather_timeout
-        self.liveness_timeout = liveness_timeout
-        self.stats_interval = stats_interval
-        self.codecs = [c.lower() for c in codecs or []]
+        self.gather_timeout = self.options.gather_timeout
+        self.liveness_timeout = self.options.liveness_timeout
+        self.stats_interval = self.options.stats_interval
+        self.codecs = list(self.options.codecs)
         self.audio_jitter_frames = audio_jitter_frames
-        self.audio = TrackReader("audio")
-        self.video = TrackReader("video")
+        self.audio: TrackReader[av.AudioFrame] = TrackReader("audio", audio_hub)
+        self.video: TrackReader[av.VideoFrame] = TrackReader("video", video_hub)
         self.state: PeerState = "new"
         self.error: str | None = None
         self.end_reason: str | None = None
+        self.last_received: float | None = None  # monotonic time something last arrived (per watchdog)
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
         self._stats = StatsTracker()
         self._watchdog: asyncio.Task[None] | None = None
         self._channels: dict[str, DataChannel] = {}
-        self._remote_candidates: list[Any] = []
+        self._remote_candidates: list[RTCIceCandidate] = []
         self._expected_close: str | None = None
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
@@ -107,7 +122,7 @@ class Peer:
         transceiver = self._pc.addTransceiver(track or kind, direction=direction)
         self._prefer_codecs(transceiver, kind)
 
-    def _prefer_codecs(self, transceiver: Any, kind: str) -> None:
+    def _prefer_codecs(self, transceiver: RTCRtpTransceiver, kind: str) -> None:
         if not self.codecs:
             return
         available = RTCRtpSender.getCapabilities(kind).codecs
@@ -115,9 +130,13 @@ class Peer:
         if chosen:
             transceiver.setCodecPreferences(chosen)
 
-    def create_data_channel(self, label: str) -> DataChannel:
-        """Open a data channel before the offer so that it is negotiated in it."""
-        channel = DataChannel(self._pc.createDataChannel(label))
+    def create_data_channel(self, label: str, on_message: Callable[[Message], None] | None = None) -> DataChannel:
+        """Open a data channel before the offer so that it is negotiated in it.
+
+        With ``on_message`` each message goes there (e.g. a session's stream that outlives the
+        channel) instead of the channel's own ``messages()``.
+        """
+        channel = DataChannel(self._pc.createDataChannel(label), on_message=on_message)
         self._channels[label] = channel
         return channel
 
@@ -126,7 +145,7 @@ class Peer:
         self._set_state("connecting")
         offer = await self._pc.createOffer()
         await self._set_local(offer)
-        return self._pc.localDescription.sdp
+        return self._local_sdp()
 
     async def accept_offer(
         self, sdp: str, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None
@@ -136,14 +155,14 @@ class Peer:
         self._set_state("connecting")
         await self._set_remote(sdp, "offer")
         for transceiver in self._pc.getTransceivers():
-            track = {"audio": audio, "video": video}[transceiver.kind]
+            track = {"audio": audio, "video": video}.get(transceiver.kind)
             if track is not None and transceiver.sender.track is None:
                 transceiver.sender.replaceTrack(track)
                 transceiver.direction = "sendrecv"
             self._prefer_codecs(transceiver, transceiver.kind)
         await self._set_local(await self._pc.createAnswer())
         await self._flush_remote_candidates()
-        return self._pc.localDescription.sdp
+        return self._local_sdp()
 
     async def accept_answer(self, sdp: str) -> None:
         """Apply the far side's answer; ``SdpError`` if it is malformed or does not fit."""
@@ -154,8 +173,11 @@ class Peer:
                                    sdp_mline_index: int | None = None) -> bool:
         """Add a candidate the far side trickled; kept until its description is applied.
 
-        A malformed candidate is logged and ignored (returns False): it must not end the call.
+        A malformed candidate is logged and ignored (returns False): it must not end the call;
+        so is one for a peer that has ended.
         """
+        if self.ended:
+            return False
         text = candidate[2:] if candidate.startswith("a=") else candidate
         if not text.strip():
             return False  # end-of-candidates
@@ -209,51 +231,41 @@ class Peer:
                 " (check the TURN credentials), and host candidates are not allowed or not present"
             )
 
-    def _bound_gathering(self) -> list[Any]:
+    def _bound_gathering(self) -> list[Connection]:
         # aioice waits for STUN/TURN answers for a fixed 5 s; make that our configurable bound.
-        transports = [t.sender.transport for t in self._pc.getTransceivers() if t.sender.transport]
-        if self._pc.sctp is not None:
-            transports.append(self._pc.sctp.transport)
-        connections = []
-        for dtls in transports:
-            connection = dtls.transport.iceGatherer._connection
-            connections.append(connection)
-            if not isinstance(connection.get_component_candidates, functools.partial):
-                connection.get_component_candidates = functools.partial(
-                    connection.get_component_candidates, timeout=self.gather_timeout
-                )
-            if self._turn_tls is not None and connection.turn_ssl:
-                connection.turn_ssl = self._turn_tls  # aioice hands it to create_connection(ssl=...)
+        connections = _aiortc.ice_connections(self._pc)
+        for connection in connections:
+            _aiortc.bound_gathering(connection, self.gather_timeout)
+            if self._turn_tls is not None:
+                _aiortc.use_turn_tls(connection, self._turn_tls)
         return connections
 
+    def _local_sdp(self) -> str:
+        description = self._pc.localDescription
+        if description is None:  # setLocalDescription succeeded, so aiortc has one
+            raise PeerConnectionError("aiortc has no local description")
+        return str(description.sdp)
+
     def local_candidates(self) -> list[dict[str, Any]]:
-        """Candidates of the first (bundled) media section, as ``{candidate, sdpMid, sdpMLineIndex}``."""
+        """Candidates of the first (bundled) media section that has some, as
+        ``{candidate, sdpMid, sdpMLineIndex}``."""
         description = self._pc.localDescription
         if description is None:
             return []
-        candidates: list[dict[str, Any]] = []
-        mid: str | None = None
-        index = -1
-        for line in description.sdp.splitlines():
-            if line.startswith("m="):
-                if index >= 0 and candidates:
-                    break
-                index += 1
-                mid = None
-            elif line.startswith("a=mid:"):
-                mid = line[6:]
-            elif line.startswith("a=candidate:"):
-                candidates.append({"candidate": line[2:], "sdpMid": mid, "sdpMLineIndex": index})
-        for candidate in candidates:
-            candidate["sdpMid"] = candidate["sdpMid"] or mid
-        return candidates
+        for index, media in enumerate(SessionDescription.parse(description.sdp).media):
+            if media.ice_candidates:
+                return [{"candidate": "candidate:" + candidate_to_sdp(c), "sdpMid": media.rtp.muxId,
+                         "sdpMLineIndex": index} for c in media.ice_candidates]
+        return []
 
     # --- while connected --------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             self._set_audio_jitter_buffer(track)
-        (self.audio if track.kind == "audio" else self.video).attach(track)
+            self.audio.attach(track)
+        else:
+            self.video.attach(track)
 
     def _set_audio_jitter_buffer(self, track: MediaStreamTrack) -> None:
         # aiortc holds 4 packets (80 ms) of received audio before decoding, on top of the
@@ -261,9 +273,9 @@ class Peer:
         # one packet, the minimum, keeps the added latency at 20 ms.
         for receiver in self._pc.getReceivers():
             if receiver.track is track:
-                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=self.audio_jitter_frames)
+                _aiortc.set_jitter_buffer(receiver, JitterBuffer(capacity=16, prefetch=self.audio_jitter_frames))
 
-    def _on_datachannel(self, channel: Any) -> None:
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
         self._channels[channel.label] = DataChannel(channel)
 
     def data_channel(self, label: str) -> DataChannel | None:
@@ -273,17 +285,18 @@ class Peer:
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState
         log.debug("connection state %s", state)
-        if state == "connected" and not self._ended.is_set():
+        if state == "connected" and not self.ended:
             self._set_state("connected")
             self._connected.set()
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="peerbot-liveness")
         elif self._expected_close is not None and state in ("failed", "closed"):
-            asyncio.ensure_future(self._end(self._expected_close, error=False))
+            self._begin_end(self._expected_close, error=False)
         elif state == "failed":
-            asyncio.ensure_future(self._end("ICE failed: no candidate pair could connect", error=True))
-        elif state == "closed" and not self._ended.is_set():
-            asyncio.ensure_future(self._end("the far side closed the connection", error=True))
+            self._begin_end("ICE failed: no candidate pair could connect", error=True)
+        elif state == "closed":
+            # DTLS close_notify: the far side closed its connection on purpose.
+            self._begin_end("the far side closed the connection", error=False)
 
     def expect_close(self, reason: str) -> None:
         """We are hanging up: the far side closing from now on ends the peer with ``reason``, not an error."""
@@ -298,16 +311,17 @@ class Peer:
         finally:
             waiter.cancel()
             ender.cancel()
-        if self._connected.is_set() and not self._ended.is_set():
+            await asyncio.gather(waiter, ender, return_exceptions=True)
+        if self._connected.is_set() and not self.ended:
             return
-        if not self._ended.is_set():
+        if not self.ended:
             await self._end(f"no connection within {timeout:g} s (ICE checks did not succeed)", error=True)
             raise IceFailedError(self.error or "")
         raise PeerConnectionError(self.end_reason or "the peer ended before connecting")
 
     async def _watch(self) -> None:
-        last_count, last_seen = -1, time.monotonic()
-        while not self._ended.is_set():
+        last_count, self.last_received = -1, time.monotonic()
+        while not self.ended:
             await asyncio.sleep(self.stats_interval)
             try:
                 self._stats.update(await self._pc.getStats(), self._clock_rates())
@@ -316,23 +330,23 @@ class Peer:
                 continue
             now = time.monotonic()
             if self._stats.transport_packets_received != last_count:
-                last_count, last_seen = self._stats.transport_packets_received, now
-            elif now - last_seen > self.liveness_timeout:
+                last_count, self.last_received = self._stats.transport_packets_received, now
+            elif now - self.last_received > self.liveness_timeout:
                 silent = f"the far side went silent: nothing received for {self.liveness_timeout:g} s"
-                await self._end(self._expected_close or silent, error=self._expected_close is None)
+                self._begin_end(self._expected_close or silent, error=self._expected_close is None)
                 return
 
     def _clock_rates(self) -> dict[str, int]:
         # The negotiated codec's RTP clock: jitter is reported in its units (8 kHz for PCMU).
-        return {t.kind: t._codecs[0].clockRate for t in self._pc.getTransceivers() if t._codecs}
+        rates = {t.kind: _aiortc.negotiated_clock_rate(t) for t in self._pc.getTransceivers()}
+        return {kind: rate for kind, rate in rates.items() if rate is not None}
 
     def candidate_pair(self) -> CandidatePairInfo | None:
         """The ICE candidate pair carrying media, once connected (aiortc's stats omit it)."""
-        transceivers = self._pc.getTransceivers()
-        dtls = transceivers[0].sender.transport if transceivers else self._pc.sctp and self._pc.sctp.transport
-        connection = dtls.transport._connection if dtls else None
-        pair = connection._nominated.get(1) if connection else None
-        if pair is None:
+        connections = _aiortc.ice_connections(self._pc)
+        connection = connections[0] if connections else None
+        pair = _aiortc.nominated_pair(connection) if connection else None
+        if connection is None or pair is None:
             return None
         local, remote = pair.local_candidate, pair.remote_candidate
         relay = connection.turn_transport if local.type == "relay" else None
@@ -341,15 +355,16 @@ class Peer:
         return CandidatePairInfo(local.type, f"{local.host}:{local.port}", self._signalled_type(remote),
                                  f"{remote.host}:{remote.port}", relay)
 
-    def _signalled_type(self, remote: Any) -> str:
+    def _signalled_type(self, remote: Candidate) -> str:
         # A far side that checks before our answer is applied is learnt as peer-reflexive, and
         # aioice keeps that type even once the same address is signalled: report the signalled one.
-        if remote.type == "prflx" and self._pc.remoteDescription is not None:
-            for line in self._pc.remoteDescription.sdp.splitlines():
-                fields = line.split()
-                if line.startswith("a=candidate:") and len(fields) > 7 and (fields[4], fields[5]) == (remote.host, str(remote.port)):
-                    return fields[7]
-        return remote.type
+        description = self._pc.remoteDescription
+        if remote.type == "prflx" and description is not None:
+            for media in SessionDescription.parse(description.sdp).media:
+                for candidate in media.ice_candidates:
+                    if (candidate.ip, candidate.port) == (remote.host, remote.port):
+                        return str(candidate.type)
+        return str(remote.type)
 
     def stats(self) -> CallStats:
         """The latest quality figures (refreshed every ``stats_interval`` seconds)."""
@@ -359,35 +374,48 @@ class Peer:
 
     @property
     def ended(self) -> bool:
+        """True once the peer has begun to end (it never comes back)."""
         return self._ended.is_set()
 
     async def closed(self) -> str:
-        """Wait until the peer has ended and return why."""
+        """Wait until the peer has ended and its connection is closed; return why it ended."""
         await self._ended.wait()
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
         return self.end_reason or ""
 
     async def close(self, reason: str = "closed by the application", *, error: bool = False) -> None:
         """Close the connection, stop readers and tasks; safe to call more than once.
 
-        With ``error`` the reason reaches readers as ``SessionEndedError`` (e.g. the far side hung up).
+        With ``error`` the reason reaches readers of the peer's own hubs as ``SessionEndedError``.
         """
         await self._end(reason, error=error)
 
     async def _end(self, reason: str, *, error: bool) -> None:
-        if self._ended.is_set():
-            return
-        self._ended.set()
-        self.end_reason = reason
-        self.error = reason if error else None
-        self._set_state("failed" if error else "closed")
-        if error:
-            log.info("peer ended: %s", reason)
+        await asyncio.shield(self._begin_end(reason, error=error))
+
+    def _begin_end(self, reason: str, *, error: bool) -> asyncio.Task[None]:
+        # The first reason wins; the closing runs in one task that closed() and close() await,
+        # so no caller (an aiortc callback, the watchdog) leaves it pending.
+        if self._closing is None:
+            self._ended.set()
+            self.end_reason = reason
+            self.error = reason if error else None
+            self._set_state("failed" if error else "closed")
+            if error:
+                log.info("peer ended: %s", reason)
+            self._closing = asyncio.create_task(self._close_connection(), name="peerbot-peer-close")
+        return self._closing
+
+    async def _close_connection(self) -> None:
         await asyncio.gather(self.audio.stop(self.error), self.video.stop(self.error))
         for channel in self._channels.values():
-            channel.hub.end(self.error)
-        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            channel.end(self.error)
+        if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
+        for transceiver in self._pc.getTransceivers():
+            transceiver.sender.replaceTrack(None)  # aiortc's sender would stop the track: it is not ours
         await self._pc.close()
 
     def _set_state(self, state: PeerState) -> None:

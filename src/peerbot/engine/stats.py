@@ -8,8 +8,8 @@ MOS estimate (the simplified ITU-T G.107 E-model used by most WebRTC dashboards)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # Default RTP clocks when the negotiated codec is not known: Opus 48 kHz, video 90 kHz.
@@ -19,7 +19,10 @@ _VIDEO_CLOCK = 90000
 
 @dataclass(frozen=True)
 class CallStats:
-    """A snapshot of a call's quality; rates over the last interval, counters since start."""
+    """A snapshot of a call's quality; rates over the last interval, packet counters since the
+    current connection started. ``reconnects`` counts connections rebuilt after an outage and
+    ``outage_seconds`` the time without media they cost, from the last packet heard to the new
+    connection (both 0 for a bare ``Peer``)."""
 
     bitrate_in_kbps: float = 0.0
     bitrate_out_kbps: float = 0.0
@@ -31,6 +34,8 @@ class CallStats:
     jitter_ms: float = 0.0
     rtt_ms: float | None = None
     mos: float | None = None
+    reconnects: int = 0
+    outage_seconds: float = 0.0
 
     def summary(self) -> str:
         """One line for a status display."""

@@ -10,10 +10,11 @@ from .file import File, decode_audio
 from .frames import AudioFrame, VideoFrame
 from .microphone import Microphone
 from .recorder import Recorder
+from .source import MediaSource, TrackSource
 from .speaker import Speaker
 from .synthetic import Silence, TestPattern, Tone, read_frame_counter
 
 __all__ = [
-    "AudioFrame", "AudioSource", "File", "decode_audio", "format_devices", "list_devices", "Microphone", "Recorder", "Silence", "Speaker",
-    "TestPattern", "Tone", "VideoFrame", "read_frame_counter",
+    "AudioFrame", "AudioSource", "File", "decode_audio", "format_devices", "list_devices", "MediaSource", "Microphone", "Recorder", "Silence", "Speaker",
+    "TestPattern", "Tone", "TrackSource", "VideoFrame", "read_frame_counter",
 ]

@@ -6,11 +6,13 @@ import asyncio
 import fractions
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import av
 
-from ..errors import MediaError
+from ..errors import ConfigurationError, MediaError
 from .streams import Subscription
 
 log = logging.getLogger(__name__)
@@ -23,9 +25,20 @@ _CODECS = {
     ".mkv": ("libopus", "libx264"),
     ".webm": ("libopus", "libvpx"),
 }
+Frame = TypeVar("Frame", av.AudioFrame, av.VideoFrame)
 _FRAME_SIZE = {"aac": 1024, "libopus": 960}
 _AUDIO_RATE = 48000
 _VIDEO_CLOCK = 90000
+
+
+def check_record_path(path: str | Path) -> Path:
+    """``path`` as a ``Path`` whose suffix names a container peerbot records; ``ConfigurationError`` otherwise."""
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise ConfigurationError(f"record must be a file path, got {path!r}")
+    checked = Path(path)
+    if checked.suffix.lower() not in _CODECS:
+        raise ConfigurationError(f"cannot record to {checked.name}: use one of {', '.join(_CODECS)}")
+    return checked
 
 
 class Recorder:
@@ -38,9 +51,7 @@ class Recorder:
     """
 
     def __init__(self, path: str | Path, *, video_wait: float = 2.0) -> None:
-        self.path = Path(path)
-        if self.path.suffix.lower() not in _CODECS:
-            raise MediaError(f"cannot record to {self.path.name}: use one of {', '.join(_CODECS)}")
+        self.path = check_record_path(path)
         self.audio_codec, self.video_codec = _CODECS[self.path.suffix.lower()]
         self.video_wait = video_wait
         self._container: av.container.OutputContainer | None = None
@@ -58,7 +69,7 @@ class Recorder:
         self._video_origin: float | None = None
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self._subs: list[Subscription] = []
+        self._subs: list[Subscription[av.AudioFrame] | Subscription[av.VideoFrame]] = []
         self.audio_frames = 0
         self.video_frames = 0
 
@@ -74,13 +85,16 @@ class Recorder:
             video = None
         self._expect_video = video is not None
         self._started = time.monotonic()
-        self._subs = [s for s in (audio, video) if s is not None]
+        if audio is not None:
+            self._subs.append(audio)
+        if video is not None:
+            self._subs.append(video)
         if audio is not None:
             self._tasks.append(asyncio.create_task(self._pump(audio, self._on_audio)))
         if video is not None:
             self._tasks.append(asyncio.create_task(self._pump(video, self._on_video)))
 
-    async def _pump(self, sub: Subscription, handle) -> None:
+    async def _pump(self, sub: Subscription[Frame], handle: Callable[[Frame], Awaitable[None]]) -> None:
         try:
             async for frame in sub:
                 async with self._lock:
@@ -104,9 +118,13 @@ class Recorder:
             await asyncio.to_thread(self._write_video, frame)
 
     def _open_streams(self, first_video: av.VideoFrame | None) -> None:
-        self._audio_stream = self._container.add_stream(self.audio_codec, rate=_AUDIO_RATE, layout="stereo")
-        if first_video is not None:
-            stream = self._container.add_stream(self.video_codec, rate=30)
+        container = self._require_container()
+        audio = container.add_stream(self.audio_codec, rate=_AUDIO_RATE, layout="stereo")
+        assert isinstance(audio, av.audio.stream.AudioStream)  # an audio codec makes an audio stream
+        self._audio_stream = audio
+        if first_video is not None and self.video_codec is not None:
+            stream = container.add_stream(self.video_codec, rate=30)
+            assert isinstance(stream, av.video.stream.VideoStream)
             stream.width, stream.height = first_video.width, first_video.height
             stream.pix_fmt = "yuv420p"
             stream.time_base = fractions.Fraction(1, _VIDEO_CLOCK)
@@ -116,25 +134,33 @@ class Recorder:
         self._ready = True
 
     def _write_audio(self, frames: list[av.AudioFrame]) -> None:
+        container, stream = self._require_container(), self._audio_stream
+        assert stream is not None  # opened by _open_streams before any write
         for frame in frames:
             frame.pts = None  # timestamps are recounted from the samples written
             for piece in self._resampler.resample(frame):
                 piece.pts = self._samples
                 piece.time_base = fractions.Fraction(1, _AUDIO_RATE)
                 self._samples += piece.samples
-                self._container.mux(self._audio_stream.encode(piece))
+                container.mux(stream.encode(piece))
             self.audio_frames += 1
 
     def _write_video(self, frame: av.VideoFrame) -> None:
-        when = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+        when = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
         if self._video_origin is None:
             self._video_origin = when
-        stream = self._video_stream
+        container, stream = self._require_container(), self._video_stream
+        assert stream is not None  # only called once the video stream is open
         image = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
         image.pts = int((when - self._video_origin) * _VIDEO_CLOCK)
         image.time_base = fractions.Fraction(1, _VIDEO_CLOCK)
-        self._container.mux(stream.encode(image))
+        container.mux(stream.encode(image))
         self.video_frames += 1
+
+    def _require_container(self) -> av.container.OutputContainer:
+        if self._container is None:
+            raise MediaError(f"{self.path.name} is not open for writing")
+        return self._container
 
     async def stop(self) -> None:
         """Stop reading, write what is held back, flush the encoders and close the file."""
@@ -148,6 +174,7 @@ class Recorder:
             await asyncio.to_thread(self._finish)
 
     def _finish(self) -> None:
+        container = self._require_container()
         try:
             if not self._ready:
                 self._open_streams(None)
@@ -155,7 +182,7 @@ class Recorder:
             self._write_audio(pending)
             for stream in (self._audio_stream, self._video_stream):
                 if stream is not None:
-                    self._container.mux(stream.encode(None))
+                    container.mux(stream.encode(None))
         finally:
-            self._container.close()
+            container.close()
             self._container = None

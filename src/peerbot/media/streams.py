@@ -11,7 +11,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar, cast
 
 import av
 import numpy as np
@@ -23,7 +23,9 @@ from .frames import AudioFrame, VideoFrame
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-U = TypeVar("U")
+F = TypeVar("F", bound=av.frame.Frame)
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 class Subscription(Generic[T]):
@@ -54,7 +56,7 @@ class Subscription(Generic[T]):
         self._items.clear()
         self._wakeup.set()
 
-    def __aiter__(self) -> "Subscription[T]":
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> T:
@@ -80,6 +82,7 @@ class StreamHub(Generic[T]):
         self.error: str | None = None
 
     def subscribe(self, maxsize: int = 100) -> Subscription[T]:
+        """A new consumer, given the kept history first."""
         sub: Subscription[T] = Subscription(self, maxsize)
         for item in self._history:
             sub._push(item)
@@ -91,6 +94,7 @@ class StreamHub(Generic[T]):
             self._subscribers.remove(sub)
 
     def publish(self, item: T) -> None:
+        """Hand ``item`` to every subscriber (and the history); ignored once ended."""
         if self.ended:
             return
         if self._history.maxlen:
@@ -99,6 +103,7 @@ class StreamHub(Generic[T]):
             sub._push(item)
 
     def end(self, error: str | None = None) -> None:
+        """Finish every subscriber's iteration; with ``error`` they raise ``SessionEndedError``."""
         # A track may end (RTCP BYE) before the peer learns why: the reason still reaches readers.
         self.error = self.error or error
         if self.ended:
@@ -108,82 +113,115 @@ class StreamHub(Generic[T]):
             sub._wake()
 
 
-class TrackReader:
-    """Drains one remote aiortc track into a ``StreamHub`` of av frames."""
+class TrackReader(Generic[F]):
+    """Drains one remote aiortc track into a ``StreamHub`` of av frames.
 
-    def __init__(self, kind: str) -> None:
+    Given a ``hub`` (one that outlives the track, e.g. across a reconnection) the reader only
+    publishes into it; its owner ends it. Without one it has its own, ended when the track ends.
+    """
+
+    def __init__(self, kind: str, hub: StreamHub[F] | None = None) -> None:
         self.kind = kind
-        self.hub: StreamHub[av.frame.Frame] = StreamHub()
+        self.hub: StreamHub[F] = hub if hub is not None else StreamHub()
+        self._owns_hub = hub is None
         self.frames_received = 0
         self._task: asyncio.Task[None] | None = None
 
     def attach(self, track: MediaStreamTrack) -> None:
+        """Start draining ``track`` (the first one attached; later ones are ignored)."""
         if self._task is None:
             self._task = asyncio.create_task(self._drain(track), name=f"peerbot-{self.kind}-reader")
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         try:
             while True:
-                frame = await track.recv()
+                frame = cast(F, await track.recv())  # decoded frames: receivers never hand out packets
                 self.frames_received += 1
                 self.hub.publish(frame)
         except MediaStreamError:
-            self.hub.end()
-        except asyncio.CancelledError:
-            raise
+            if self._owns_hub:
+                self.hub.end()
 
     async def stop(self, error: str | None = None) -> None:
-        self.hub.end(error)
+        """Stop draining; end the reader's own hub (with ``error`` when the end is abnormal)."""
+        if self._owns_hub:
+            self.hub.end(error)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-class ConvertedStream(Generic[U]):
-    """An async iterator over a subscription, converting each av frame on the consumer's side."""
+class ConvertedStream(Generic[In, Out]):
+    """An async iterator over a subscription, converting each item on the consumer's side
+    (av frames to numpy frames, data-channel messages to events)."""
 
-    def __init__(self, sub: Subscription[av.frame.Frame], convert: Callable[[av.frame.Frame], list[U]]) -> None:
+    def __init__(self, sub: Subscription[In], convert: Callable[[In], list[Out]]) -> None:
         self._sub = sub
         self._convert = convert
-        self._ready: collections.deque[U] = collections.deque()
+        self._ready: collections.deque[Out] = collections.deque()
 
     @property
     def dropped(self) -> int:
-        """Frames this consumer lost because it read too slowly."""
+        """Items this consumer lost because it read too slowly."""
         return self._sub.dropped
 
     def close(self) -> None:
+        """Stop receiving; the iterator ends."""
         self._sub.close()
 
-    def __aiter__(self) -> "ConvertedStream[U]":
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> U:
+    async def __anext__(self) -> Out:
         while not self._ready:
-            frame = await self._sub.__anext__()
-            self._ready.extend(self._convert(frame))
+            item = await self._sub.__anext__()
+            self._ready.extend(self._convert(item))
         return self._ready.popleft()
+
+
+class _Timeline:
+    """Seconds since a stream's first frame, from the frames' RTP-derived pts.
+
+    A new connection (a reconnect) starts a new, random RTP clock: a frame before where the
+    stream stood, or far after it, is re-anchored to follow the previous one, so timestamps stay
+    monotonic (a gap of up to two minutes in sending still shows as a jump).
+    """
+
+    _MAX_GAP = 120.0
+
+    def __init__(self) -> None:
+        self._origin: float | None = None
+        self._next = 0.0
+
+    def place(self, frame: av.AudioFrame | av.VideoFrame, duration: float) -> float:
+        when = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
+        if self._origin is None:
+            self._origin = when
+        at = when - self._origin
+        if not self._next - 1e-3 <= at <= self._next + self._MAX_GAP:
+            self._origin = when - self._next
+            at = self._next
+        self._next = at + duration
+        return at
 
 
 def audio_converter(sample_rate: int | None, channels: int | None) -> Callable[[av.AudioFrame], list[AudioFrame]]:
     """Return a function turning av audio frames into int16 ``AudioFrame``s at the wanted rate/layout."""
     resampler: av.AudioResampler | None = None
-    origin: float | None = None
+    timeline = _Timeline()
 
     def convert(frame: av.AudioFrame) -> list[AudioFrame]:
-        nonlocal resampler, origin
+        nonlocal resampler
         rate = sample_rate or frame.sample_rate
         layout = {1: "mono", 2: "stereo"}.get(channels or len(frame.layout.channels), "stereo")
         if resampler is None:
             resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
-        when = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
-        if origin is None:
-            origin = when
+        when = timeline.place(frame, frame.samples / frame.sample_rate if frame.sample_rate else 0.0)
         out = []
         for piece in resampler.resample(frame):
             n_ch = len(piece.layout.channels)
             data = piece.to_ndarray().reshape(-1, n_ch).T.copy()
-            out.append(AudioFrame(data=data, sample_rate=piece.sample_rate, timestamp=when - origin))
+            out.append(AudioFrame(data=data, sample_rate=piece.sample_rate, timestamp=when))
         return out
 
     return convert
@@ -191,15 +229,11 @@ def audio_converter(sample_rate: int | None, channels: int | None) -> Callable[[
 
 def video_converter(fmt: str) -> Callable[[av.VideoFrame], list[VideoFrame]]:
     """Return a function turning av video frames into numpy ``VideoFrame``s in ``fmt``."""
-    origin: float | None = None
+    timeline = _Timeline()
 
     def convert(frame: av.VideoFrame) -> list[VideoFrame]:
-        nonlocal origin
-        when = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
-        if origin is None:
-            origin = when
+        when = timeline.place(frame, 0.0)
         data: np.ndarray = frame.to_ndarray(format=fmt)
-        return [VideoFrame(data=data, width=frame.width, height=frame.height, format=fmt, timestamp=when - origin)]
+        return [VideoFrame(data=data, width=frame.width, height=frame.height, format=fmt, timestamp=when)]
 
     return convert
-

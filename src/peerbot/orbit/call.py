@@ -1,6 +1,9 @@
 """An Orbit call on the engine: ``peerbot.orbit.call(...)`` places one, ``peerbot.orbit.answer(...)``
 takes one. Signalling goes through the participant's REST client and event WebSocket; media
 through one ``Peer``. The two meet only here.
+
+aiortc has no ICE restart, so a lost connection is rebuilt with a fresh peer over the same call:
+the caller posts a new offer, the callee answers it (a ``call:offer`` on an active call).
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from ..errors import CallNotConnectedError, OrbitServerError, PeerbotError
+from ..engine.options import positive_seconds
+from ..engine.peer import Peer
+from ..errors import CallNotConnectedError, ConfigurationError, OrbitError, PeerConnectionError
+from ..media.source import MediaSource
 from ..session import PeerSession
 from . import routes
 from .client import OrbitUser
@@ -21,20 +27,26 @@ log = logging.getLogger(__name__)
 
 CallType = Literal["voice", "video"]
 _SETUP_SIGNALS = (routes.CALL_ACCEPTED, routes.CALL_REJECTED, routes.CALL_OFFER, routes.CALL_ANSWER)
+# A far side's DTLS close usually comes with its call:ended; wait this long for it before
+# taking the close for a lost connection.
+_HANGUP_GRACE = 2.0
+_INVALID_STATE = 409
 
 
 class OrbitCall(PeerSession):
     """A live Orbit call. ``type="voice"`` is audio sendrecv; ``"video"`` adds video sendrecv.
 
     Received media, stats, recording, ``closed()`` and ``state`` are those of every session.
-    Either side hanging up ends the other's call with a reason (``SessionEndedError`` in the
-    iterators). With ``metrics_interval`` the call's quality is submitted every N seconds.
+    Either side hanging up ends the other's call normally (the iterators stop, ``state`` is
+    ``closed``); a lost connection is renegotiated over the same call unless ``reconnect=False``,
+    and ends the call with ``SessionEndedError`` in the iterators when that fails. With
+    ``metrics_interval`` the call's quality is submitted every N seconds.
     """
 
     def __init__(
         self,
-        source: Any = None,
-        video: Any = None,
+        source: MediaSource | None = None,
+        video: MediaSource | None = None,
         *,
         user: OrbitUser,
         callee_id: str | None = None,
@@ -46,47 +58,57 @@ class OrbitCall(PeerSession):
         metrics_interval: float | None = None,
         **options: Any,
     ) -> None:
-        self._connect_timeout = connect_timeout
-        super().__init__(source, video, **options)
         if type not in routes.CALL_TYPES:
-            raise PeerbotError(f"call type must be one of {routes.CALL_TYPES}, got {type!r}")
+            raise ConfigurationError(f"call type must be one of {routes.CALL_TYPES}, got {type!r}")
+        self._ring_timeout = positive_seconds("ring_timeout", ring_timeout)
+        self._connect_timeout = positive_seconds("connect_timeout", connect_timeout)
+        self._metrics_interval = (positive_seconds("metrics_interval", metrics_interval)
+                                  if metrics_interval is not None else None)
+        super().__init__(source, video, **options)
         self._user = user
         self.callee_id = callee_id
         self.caller_id: str | None = None  # known once a call is answered
         self.call_id = call_id
         self.type: CallType = type
-        self.role = "caller" if callee_id else "callee"
-        self._ring_timeout = ring_timeout
-        self._metrics_interval = metrics_interval
+        self.role: Literal["caller", "callee"] = "caller" if callee_id else "callee"
         self._events = user.events(on_token_expired)
         self._signals: dict[str, asyncio.Future[OrbitEvent]] = {}
         self._candidates: list[OrbitEvent] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._established = False
+        self._signalling_lost = False
+        self._remote_ended = asyncio.Event()
         self.ended_by_remote: str | None = None
         self.metrics_submitted = 0
-        self._teardown: asyncio.Task[None] | None = None
-        self._torn_down = asyncio.Event()
 
     # --- set-up -----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def _connect(self) -> None:
         """Ring (or wait for a ring), negotiate, and wait until media can flow."""
+        await self._events.connect()
+        if self.role == "caller":
+            await self._place()
+        else:
+            await self._take()
         try:
-            await self._events.connect()
-            if self.role == "caller":
-                await self._place()
-            else:
-                await self._take()
             await self._require_peer().wait_connected(self._connect_timeout)
-            self._start_recording(with_video=self.type == "video")
-            self._tasks.append(asyncio.create_task(self._hang_up_when_media_ends()))
-            if self._metrics_interval:
-                self._tasks.append(asyncio.create_task(self._submit_metrics()))
-        except BaseException as exc:
-            await self._finish(f"set-up failed: {exc}", error=True, tell_server=True)
+        except PeerConnectionError:
+            if self.ended_by_remote is not None:  # the other party hung up while ICE ran
+                raise CallNotConnectedError("ended", "the other party hung up during set-up") from None
             raise
+        self._established = True
+        if self._metrics_interval:
+            self._tasks.append(asyncio.create_task(self._submit_metrics(self._metrics_interval)))
+
+    async def _reconnect_once(self) -> None:
+        if self.role == "caller":
+            await self._offer()
+        else:
+            await self._answer()
+        await self._require_peer().wait_connected(self._connect_timeout)
 
     async def _place(self) -> None:
+        assert self.callee_id is not None
         call = await self._user.calls.initiate(self.callee_id, self.type)
         self.call_id = call.id
         self._watch()
@@ -95,31 +117,64 @@ class OrbitCall(PeerSession):
         except asyncio.TimeoutError:
             raise CallNotConnectedError("no_answer", f"{self.callee_id} did not answer within {self._ring_timeout:g} s") from None
         log.debug("call %s accepted: %s", call.id, signal.type)
+        await self._offer()
+
+    async def _offer(self) -> None:
+        # The caller's round: a fresh peer, its offer, the callee's answer.
+        assert self.call_id is not None
+        self._signals.pop(routes.CALL_ANSWER, None)  # an answer to an earlier offer
+        self._candidates.clear()
         peer = await self._make_peer()
         peer.add_transceiver("audio", self._audio_track, "sendrecv")
         if self.type == "video":
             peer.add_transceiver("video", self._video_track, "sendrecv")
-        await self._user.calls.submit_offer(call.id, await peer.create_offer())
+        await self._user.calls.submit_offer(self.call_id, await peer.create_offer())
         await self._trickle_local_candidates()
-        answer = await asyncio.wait_for(self._signal(routes.CALL_ANSWER), self._connect_timeout)
-        await peer.accept_answer(answer.data["sdp"])
+        answer = await self._take_signal(routes.CALL_ANSWER, "answer")
+        await peer.accept_answer(answer.data.get("sdp") or "")
 
     async def _take(self) -> None:
         if self.call_id is None:
-            incoming = await self._events.wait_for(routes.CALL_INCOMING, timeout=self._ring_timeout)
-            self.call_id = incoming.call_id
-            self.type = incoming.data.get("type", "voice")
+            await self._accept_next_ringing_call()
+        else:
+            call = await self._user.calls.accept(self.call_id)
+            self.type, self.caller_id = call.type, call.caller_id
         self._watch()
-        call = await self._user.calls.accept(self.call_id)
-        self.type, self.caller_id = call.type, call.caller_id
-        offer = await asyncio.wait_for(self._signal(routes.CALL_OFFER), self._connect_timeout)
+        await self._answer()
+
+    async def _accept_next_ringing_call(self) -> None:
+        # The event socket first replays what this user missed: a call:incoming of a call that
+        # has since ended or been missed is skipped (accepting it is refused with 409).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ring_timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no call came within {self._ring_timeout:g} s")
+            incoming = await self._events.wait_for(routes.CALL_INCOMING, timeout=remaining)
+            if incoming.call_id is None or incoming.data.get("status", "ringing") != "ringing":
+                continue
+            try:
+                call = await self._user.calls.accept(incoming.call_id)
+            except OrbitError as exc:
+                if exc.status != _INVALID_STATE:
+                    raise
+                log.info("skipping call %s: %s", incoming.call_id, exc.message)
+                continue
+            self.call_id, self.type, self.caller_id = call.id, call.type, call.caller_id
+            return
+
+    async def _answer(self) -> None:
+        # The callee's round: the caller's (new) offer, a fresh peer, our answer.
+        assert self.call_id is not None
+        offer = await self._take_signal(routes.CALL_OFFER, "offer")
         peer = await self._make_peer()
-        answer = await peer.accept_offer(offer.data["sdp"], audio=self._audio_track,
+        answer = await peer.accept_offer(offer.data.get("sdp") or "", audio=self._audio_track,
                                          video=self._video_track if self.type == "video" else None)
         await self._user.calls.submit_answer(self.call_id, answer)
         await self._trickle_local_candidates()
 
-    async def _make_peer(self):
+    async def _make_peer(self) -> Peer:
         credentials = await self._user.calls.get_turn_credentials()
         peer = self._new_peer(credentials.ice_servers)
         for event in self._candidates:
@@ -129,6 +184,7 @@ class OrbitCall(PeerSession):
     async def _trickle_local_candidates(self) -> None:
         # aiortc gathers before the description goes out (they are in the SDP too); sending them
         # as well lets a trickling far side that ignores SDP candidates connect.
+        assert self.call_id is not None
         for candidate in self._require_peer().local_candidates():
             await self._user.calls.add_ice_candidate(self.call_id, candidate)
 
@@ -140,6 +196,23 @@ class OrbitCall(PeerSession):
     def _signal(self, kind: str) -> asyncio.Future[OrbitEvent]:
         return self._signals.setdefault(kind, asyncio.get_running_loop().create_future())
 
+    async def _take_signal(self, kind: str, what: str) -> OrbitEvent:
+        """The next ``kind`` signal (consumed: a later round waits for a new one)."""
+        future = self._signal(kind)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._connect_timeout)
+        except asyncio.TimeoutError:
+            raise PeerConnectionError(f"the other party sent no {what} within {self._connect_timeout:g} s") from None
+        finally:
+            if future.done() and self._signals.get(kind) is future:
+                del self._signals[kind]
+
+    def _deliver(self, event: OrbitEvent) -> None:
+        future = self._signals.get(event.type)
+        if future is None or future.done():  # the newest signal replaces one nobody took
+            future = self._signals[event.type] = asyncio.get_running_loop().create_future()
+        future.set_result(event)
+
     async def _dispatch(self) -> None:
         try:
             async for event in self._events:
@@ -150,17 +223,26 @@ class OrbitCall(PeerSession):
                     if self.peer is not None:
                         await self._add_candidate(event)
                 elif event.type == routes.CALL_ENDED:
-                    await self._on_remote_end(event.data.get("reason") or "hangup")
+                    await self._on_remote_end(event.data.get("reason") or routes.END_HANGUP)
                     return
                 elif event.type == routes.CALL_REJECTED:
                     self._fail_setup(CallNotConnectedError("rejected", f"{self.callee_id} rejected the call"))
+                elif event.type == routes.CALL_OFFER and self.role == "callee":
+                    await self._on_offer(event)
                 elif event.type in _SETUP_SIGNALS:
-                    future = self._signal(event.type)
-                    if not future.done():
-                        future.set_result(event)
-        except OrbitServerError as exc:
+                    self._deliver(event)
+        except OrbitError as exc:
             self._fail_setup(exc)
-            await self._finish(f"the event connection failed: {exc}", error=True, tell_server=False)
+            self._signalling_lost = True
+            await self._shutdown(f"the event connection failed: {exc}", error=True)
+
+    async def _on_offer(self, event: OrbitEvent) -> None:
+        self._candidates.clear()  # the caller's candidates for this offer follow it
+        self._deliver(event)
+        peer = self.peer
+        if self._established and peer is not None and not peer.ended:
+            # The caller lost the connection before we noticed: make way for the new one.
+            await peer.close("the caller renegotiated the connection", error=True)
 
     async def _add_candidate(self, event: OrbitEvent) -> None:
         data = event.data
@@ -176,21 +258,27 @@ class OrbitCall(PeerSession):
 
     async def _on_remote_end(self, reason: str) -> None:
         self.ended_by_remote = reason
+        self._remote_ended.set()
         message = {"missed": "nobody answered", "cancelled": "the caller cancelled"}.get(reason, "the other party hung up")
-        self._fail_setup(CallNotConnectedError(reason if reason != "hangup" else "ended", message))
-        if self.peer is not None:
-            await self._finish(f"{message} ({reason})", error=True, tell_server=False)
+        self._fail_setup(CallNotConnectedError(reason if reason != routes.END_HANGUP else "ended", message))
+        if self.peer is not None:  # before that, _fail_setup has told the waiting set-up
+            await self._shutdown(f"{message} ({reason})", error=reason != routes.END_HANGUP)
 
-    async def _hang_up_when_media_ends(self) -> None:
-        reason = await self._require_peer().closed()
-        if self._require_peer().error and self.ended_by_remote is None:
-            await self._finish(reason, error=True, tell_server=True)
+    async def _is_outage(self, peer: Peer) -> bool:
+        if peer.error is not None:
+            return True
+        try:
+            await asyncio.wait_for(self._remote_ended.wait(), _HANGUP_GRACE)
+        except asyncio.TimeoutError:
+            return True  # media closed but the call goes on: the connection was lost
+        return False
 
-    async def _submit_metrics(self) -> None:
+    async def _submit_metrics(self, interval: float) -> None:
+        assert self.call_id is not None
         while True:
-            await asyncio.sleep(self._metrics_interval)
+            await asyncio.sleep(interval)
             stats = self.stats()
-            with contextlib.suppress(OrbitServerError):
+            with contextlib.suppress(OrbitError):
                 await self._user.calls.submit_metrics(
                     self.call_id, bitrate=stats.bitrate_in_kbps + stats.bitrate_out_kbps,
                     packet_loss=stats.loss_percent, jitter=stats.jitter_ms, rtt=stats.rtt_ms or 0.0)
@@ -198,43 +286,29 @@ class OrbitCall(PeerSession):
 
     # --- hang-up ----------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Hang up: tell the server (the other party gets ``call:ended``), close media and sockets."""
-        await self._finish("hung up", error=False, tell_server=True)
+    @property
+    def _records_video(self) -> bool:
+        return self.type == "video"
 
-    async def closed(self) -> str:
-        """Wait until the call has ended and everything is released; return why it ended."""
-        reason = await super().closed()
-        await self._torn_down.wait()
-        return reason
+    async def _hang_up_signalling(self, reason: str, error: bool) -> None:
+        if self.peer is not None and not error:
+            self.peer.expect_close(reason)  # the far side closing after our hang-up is no failure
+        if self.call_id and self.ended_by_remote is None and not self._signalling_lost:
+            with contextlib.suppress(OrbitError):  # already ended on the server: nothing to undo
+                await self._user.calls.end(self.call_id)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _finish(self, reason: str, *, error: bool, tell_server: bool) -> None:
-        # One teardown, in its own task: the event task that may start it is among those it
-        # cancels, and every later caller (close(), closed()) waits for the same one.
-        if self._teardown is None:
-            self._teardown = asyncio.create_task(self._tear_down(reason, error, tell_server))
-        await asyncio.shield(self._teardown)
+    async def _close_signalling(self) -> None:
+        await self._events.aclose()
+        await self._user.aclose()
 
-    async def _tear_down(self, reason: str, error: bool, tell_server: bool) -> None:
-        try:
-            if self.peer is not None and not error:
-                self.peer.expect_close(reason)  # the far side closing after our hang-up is no failure
-            if tell_server and self.call_id and self.ended_by_remote is None:
-                with contextlib.suppress(OrbitServerError):  # already ended on the server: nothing to undo
-                    await self._user.calls.end(self.call_id)
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._end(reason, error=error)
-            await self._events.aclose()
-            await self._user.aclose()
-        finally:
-            self._torn_down.set()
 
 def call(
     callee_id: str,
-    source: Any = None,
-    video: Any = None,
+    source: MediaSource | None = None,
+    video: MediaSource | None = None,
     *,
     token: str,
     client_id: str | None = None,
@@ -245,16 +319,18 @@ def call(
     """Place a call to ``callee_id`` as the user of ``token``: ``async with peerbot.orbit.call(...) as c``.
 
     Raises ``CallNotConnectedError`` when it is rejected or not answered within ``ring_timeout``.
-    ``options``: ``on_token_expired``, ``ring_timeout``, ``connect_timeout``, ``metrics_interval``,
-    ``record``, and the engine's ``relay_only``, ``codecs``, ``gather_timeout``, ``liveness_timeout``.
+    Invalid settings raise ``ConfigurationError`` here, before any request. ``options``:
+    ``on_token_expired``, ``ring_timeout``, ``connect_timeout``, ``metrics_interval``, ``record``,
+    ``reconnect`` (default True), ``reconnect_attempts``, ``reconnect_backoff``, and the engine's
+    ``relay_only``, ``codecs``, ``gather_timeout``, ``liveness_timeout``, ``turn_tls_ca``.
     """
     user = OrbitUser(base_url, token, client_id)
     return OrbitCall(source, video, user=user, callee_id=callee_id, type=type, **options)
 
 
 def answer(
-    source: Any = None,
-    video: Any = None,
+    source: MediaSource | None = None,
+    video: MediaSource | None = None,
     *,
     token: str,
     client_id: str | None = None,
@@ -262,9 +338,10 @@ def answer(
     call_id: str | None = None,
     **options: Any,
 ) -> OrbitCall:
-    """Answer the next incoming call (or ``call_id``): ``async with peerbot.orbit.answer(...) as c``.
+    """Answer the next live incoming call (or ``call_id``): ``async with peerbot.orbit.answer(...) as c``.
 
-    Waits up to ``ring_timeout`` for ``call:incoming``; the call's own type decides video.
+    Waits up to ``ring_timeout`` for a ringing ``call:incoming`` (calls that ended or were missed
+    before are skipped; ``TimeoutError`` if none comes); the call's own type decides video.
     """
     user = OrbitUser(base_url, token, client_id)
     return OrbitCall(source, video, user=user, call_id=call_id, **options)

@@ -6,31 +6,40 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..media.streams import ConvertedStream
+from ..engine.datachannel import DataChannel, Message
+from ..engine.ice import IceServerEntry, check_ice_servers
+from ..engine.options import positive_seconds
+from ..errors import SessionStateError
+from ..media.source import MediaSource
+from ..media.streams import StreamHub, Subscription
 from ..session import PeerSession
 from .client import OrgaClient
-from .events import Event, parse_event, session_update_message
+from .events import CallRecreated, Event, parse_event, session_update_message
 from .params import SessionParams, validate_params
 from .routes import DATA_CHANNEL_LABEL
 
 log = logging.getLogger(__name__)
+
+CALL_RECREATED = "peerbot.call_recreated"
 
 
 class OrgaSession(PeerSession):
     """A live Orga realtime session. Use ``async with peerbot.orga.connect(...) as session``.
 
     Sends ``source``'s audio and ``video``'s video; receives the assistant's audio through
-    ``audio_frames()`` and data-channel events through ``events()``.
+    ``audio_frames()`` and data-channel events through ``events()`` (Orga sends no video). When
+    the connection is lost (the server went silent, ICE failed) the call is re-created with the
+    same parameters, unless ``reconnect=False``; ``events()`` then yields ``CallRecreated``.
     """
 
     def __init__(
         self,
-        source: Any = None,
-        video: Any = None,
+        source: MediaSource | None = None,
+        video: MediaSource | None = None,
         *,
         client: OrgaClient,
         params: SessionParams,
-        ice_servers: list[dict[str, Any]] | None = None,
+        ice_servers: list[IceServerEntry] | None = None,
         relay_only: bool = False,
         codecs: list[str] | None = None,
         gather_timeout: float = 5.0,
@@ -38,58 +47,76 @@ class OrgaSession(PeerSession):
         liveness_timeout: float = 5.0,
         turn_tls_ca: str | Path | None = None,
         record: str | Path | None = None,
+        reconnect: bool = True,
+        reconnect_attempts: int = 3,
+        reconnect_backoff: float = 0.5,
     ) -> None:
-        super().__init__(source, video, record=record, relay_only=relay_only, codecs=codecs,
+        super().__init__(source, video, record=record, reconnect=reconnect, reconnect_attempts=reconnect_attempts,
+                         reconnect_backoff=reconnect_backoff, relay_only=relay_only, codecs=tuple(codecs or ()),
                          gather_timeout=gather_timeout, liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca)
+        self._ice_override = check_ice_servers(ice_servers) if ice_servers is not None else None
+        self._connect_timeout = positive_seconds("connect_timeout", connect_timeout)
         self._client = client
         self.params = params
-        self._ice_override = ice_servers
-        self._connect_timeout = connect_timeout
         self.conversation_id: str | None = None
+        self._previous_conversation: str | None = None
+        self._events: StreamHub[Event] = StreamHub(history=1000)
+        self._hubs.append(self._events)
+        self._channel: DataChannel | None = None
 
-    async def start(self) -> None:
-        """Fetch the session config, negotiate the call, and wait until media can flow."""
-        try:
-            config = await self._client.get_session_config()
-            ice = self._ice_override if self._ice_override is not None else config.ice_servers
-            peer = self._new_peer(ice)
-            # The official client's shape: audio sendrecv, video sendonly, one data channel.
-            peer.add_transceiver("audio", self._audio_track, "sendrecv" if self._audio_track else "recvonly")
-            peer.add_transceiver("video", self._video_track, "sendonly")
-            self._channel = peer.create_data_channel(DATA_CHANNEL_LABEL)
-            sdp = await peer.create_offer()
-            answer, self.conversation_id = await self._client.create_call(
-                config.ephemeral_token, {"sdp": sdp, "type": "offer"}, peer.local_candidates(), self.params
-            )
-            await peer.accept_answer(answer["sdp"])
-            await peer.wait_connected(self._connect_timeout)
-            self._start_recording(with_video=False)  # Orga sends no video: our video is sendonly
-        except BaseException:
-            await self.close()
-            raise
-        finally:
-            await self._client.aclose()
+    async def _connect(self) -> None:
+        config = await self._client.get_session_config()  # a fresh ephemeral token each time
+        peer = self._new_peer(self._ice_override if self._ice_override is not None else config.ice_servers)
+        # The official client's shape: audio sendrecv, video sendonly, one data channel.
+        peer.add_transceiver("audio", self._audio_track, "sendrecv" if self._audio_track else "recvonly")
+        peer.add_transceiver("video", self._video_track, "sendonly")
+        self._channel = peer.create_data_channel(DATA_CHANNEL_LABEL, on_message=self._on_message)
+        sdp = await peer.create_offer()
+        answer, self.conversation_id = await self._client.create_call(
+            config.ephemeral_token, {"sdp": sdp, "type": "offer"}, peer.local_candidates(), self.params
+        )
+        await peer.accept_answer(answer["sdp"])
+        await peer.wait_connected(self._connect_timeout)
+
+    async def _reconnect_once(self) -> None:
+        self._previous_conversation = self.conversation_id
+        await self._connect()
+
+    def _reconnected(self, outage: float) -> None:
+        log.info("Orga call re-created: conversation %s", self.conversation_id)
+        self._events.publish(CallRecreated(CALL_RECREATED, {}, conversation_id=self.conversation_id or "",
+                                           previous_conversation_id=self._previous_conversation,
+                                           outage_seconds=round(outage, 2)))
+
+    def _on_message(self, message: Message) -> None:
+        self._events.publish(parse_event(message))
+
+    async def _close_signalling(self) -> None:
+        await self._client.aclose()
 
     # --- what the application reads ---------------------------------------------------
 
-    def events(self) -> ConvertedStream[Event]:
-        """Typed data-channel events from the session's start (nothing is missed by subscribing late)."""
-        self._require_peer()
-        return ConvertedStream(self._channel.messages(), lambda message: [parse_event(message)])
+    def events(self) -> Subscription[Event]:
+        """Typed data-channel events from the session's start (nothing is missed by subscribing
+        late), across reconnections; ends like ``audio_frames()``."""
+        self._require_started()
+        return self._events.subscribe(1000)
 
     async def update(self, *, voice: str | None = None, model: str | None = None, temperature: float | None = None,
                      instructions: str | None = None, modalities: list[str] | None = None) -> None:
         """Send ``session.update``; the server answers with ``session.updated`` in ``events()``."""
         validate_params(voice=voice, model=model, temperature=temperature, modalities=modalities)
-        self._require_peer()
+        self._require_started()
+        if self._channel is None:
+            raise SessionStateError("the OrgaSession has no data channel (its set-up failed)")
         await self._channel.send(session_update_message(
             voice=voice, model=model, temperature=temperature, instructions=instructions,
             modalities=modalities or list(self.params.modalities)))
 
 
 def connect(
-    source: Any = None,
-    video: Any = None,
+    source: MediaSource | None = None,
+    video: MediaSource | None = None,
     *,
     api_key: str | None = None,
     user_email: str | None = None,
@@ -109,7 +136,8 @@ def connect(
     Credentials fall back to ``ORGA_API_KEY``, ``ORGA_USER_EMAIL`` and ``ORGA_BASE_URL``.
     Invalid settings raise ``ConfigurationError`` here, before any request. ``options`` go to
     the session: ``ice_servers`` (override), ``relay_only``, ``codecs``, ``gather_timeout``,
-    ``connect_timeout``, ``liveness_timeout``, ``turn_tls_ca`` (CA of a ``turns:`` server), ``record``.
+    ``connect_timeout``, ``liveness_timeout``, ``turn_tls_ca`` (CA of a ``turns:`` server), ``record``,
+    ``reconnect`` (default True), ``reconnect_attempts`` and ``reconnect_backoff``.
     """
     params = SessionParams(voice=voice, model=model, temperature=temperature, instructions=instructions,
                            modalities=tuple(modalities), return_transcription=return_transcription, history=history)

@@ -1,0 +1,156 @@
+"""Every use of aiortc's and aioice's private fields, in one place, checked against the pinned versions.
+
+aiortc hides what peerbot needs (the ICE connection behind a transport, the nominated pair, the
+receiver's jitter buffer, the negotiated codecs, the sockets aioice reads). These fields are not
+API: when the installed versions differ from the ones this module was written for, importing
+it warns, so a breakage shows up with its cause. The logging filter here keeps the ICE password
+and TURN credentials that aiortc/aioice DEBUG logs print (``a=ice-pwd:…``) out of any log.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import ssl
+import warnings
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from aioice import Connection
+from aioice.ice import CandidatePair, StunProtocol
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc.jitterbuffer import JitterBuffer
+
+PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+
+
+def check_versions(pinned: dict[str, str] = PINNED) -> list[str]:
+    """Warn (``RuntimeWarning``) for each package whose installed version is not the pinned one."""
+    problems = []
+    for package, wanted in pinned.items():
+        try:
+            installed = version(package)
+        except PackageNotFoundError:
+            installed = "not installed"
+        if installed != wanted:
+            problems.append(f"{package} {installed} is installed, peerbot's engine is written for {wanted}")
+    for problem in problems:
+        warnings.warn(f"{problem}: its private fields may have changed", RuntimeWarning, stacklevel=2)
+    return problems
+
+
+# --- ICE ------------------------------------------------------------------------------
+
+
+def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The DTLS transports of every transceiver and of the SCTP association (bundled: often one)."""
+    transports = [t.sender.transport for t in pc.getTransceivers() if t.sender.transport is not None]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    return transports
+
+
+def gatherer_connection(dtls: RTCDtlsTransport) -> Connection:
+    """The aioice ``Connection`` that gathers (and later checks) a transport's candidates."""
+    connection: Connection = dtls.transport.iceGatherer._connection
+    return connection
+
+
+def ice_connections(pc: RTCPeerConnection) -> list[Connection]:
+    """Each distinct aioice ``Connection`` of the peer connection."""
+    seen: dict[int, Connection] = {}
+    for dtls in dtls_transports(pc):
+        connection = gatherer_connection(dtls)
+        seen.setdefault(id(connection), connection)
+    return list(seen.values())
+
+
+def bound_gathering(connection: Connection, timeout: float) -> None:
+    """Make aioice wait ``timeout`` seconds for STUN/TURN answers when gathering (it fixes 5 s)."""
+    if not isinstance(connection.get_component_candidates, functools.partial):
+        # aioice annotates the timeout as int but hands it to asyncio, which takes any number.
+        connection.get_component_candidates = functools.partial(  # type: ignore[method-assign]
+            connection.get_component_candidates, timeout=timeout)  # type: ignore[arg-type]
+
+
+def use_turn_tls(connection: Connection, context: ssl.SSLContext) -> None:
+    """Verify a ``turns:`` server with ``context``: aioice hands ``turn_ssl`` to ``create_connection(ssl=…)``."""
+    if connection.turn_ssl:
+        connection.turn_ssl = context  # type: ignore[assignment]
+
+
+def nominated_pair(connection: Connection, component: int = 1) -> CandidatePair | None:
+    """The pair ICE nominated for ``component`` (RTP, or everything when muxed), if any yet."""
+    pair: CandidatePair | None = connection._nominated.get(component)
+    return pair
+
+
+def stun_protocols(connection: Connection) -> Iterator[StunProtocol]:
+    """The datagram protocols (host sockets, TURN allocations) a connection sends and receives on."""
+    yield from list(connection._protocols)
+
+
+# --- RTP ------------------------------------------------------------------------------
+
+
+def set_jitter_buffer(receiver: RTCRtpReceiver, buffer: JitterBuffer) -> None:
+    """Replace the receiver's jitter buffer (aiortc fixes its size at construction)."""
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+
+
+def negotiated_clock_rate(transceiver: RTCRtpTransceiver) -> int | None:
+    """The RTP clock rate of the codec negotiated on ``transceiver``; None before negotiation."""
+    codecs: list[Any] = transceiver._codecs
+    return int(codecs[0].clockRate) if codecs else None
+
+
+# --- logging --------------------------------------------------------------------------
+
+_SECRETS = (
+    re.compile(r"(a=ice-pwd:)\S+"),
+    re.compile(r"""((?:credential|password|ice_pwd|remote_password|local_password)['"]?\s*[=:]\s*['"]?)[^'",\s)]+""",
+               re.IGNORECASE),
+)
+_REDACTED = "…(redacted)"
+_LIBRARY_LOGGERS = ("aiortc", "aioice")
+# Modules that may be imported after the engine: their loggers are made now, filter included.
+_LATE_LOGGERS = ("aiortc.contrib.media", "aiortc.contrib.signaling")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with ICE passwords and TURN credentials replaced."""
+    for pattern in _SECRETS:
+        text = pattern.sub(lambda match: match.group(1) + _REDACTED, text)
+    return text
+
+
+class SecretsFilter(logging.Filter):
+    """Rewrites a record whose message holds an ICE password or a credential; drops nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_secrets(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER = SecretsFilter()
+
+
+def install_log_filter() -> None:
+    """Put the filter on aiortc's and aioice's loggers (a logger's filter does not see its
+    children's records, so each module's logger gets it); idempotent."""
+    names = {*_LIBRARY_LOGGERS, *_LATE_LOGGERS}
+    names.update(name for name in logging.Logger.manager.loggerDict
+                 if name.split(".", 1)[0] in _LIBRARY_LOGGERS)
+    for name in names:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+check_versions()
+install_log_filter()
