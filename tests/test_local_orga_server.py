@@ -30,19 +30,13 @@ from peerbot.orga.events import (
 from peerbot.orga.routes import CALLS, CLIENT_SECRETS, DATA_CHANNEL_LABEL, ICE_CONFIG
 from peerbot.local._offer import IceCandidate, merge_candidates
 from peerbot.local.orga_server import LocalOrgaServer
-from peerbot.local.tokens import (
-    BadSignatureError,
-    ExpiredTokenError,
-    MalformedTokenError,
-    issue_token,
-    verify_token,
-)
+from peerbot.local.tokens import _TokenRefused, issue_token, verify_token
 
 EMAIL = "tester@example.com"
 SAMPLE_RATE = 48000
 TONE_HZ = 440.0
 TONE_SECONDS = 1.2
-MEDIA_SDP = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"  # passes the shape check, not aiortc
+MEDIA_SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"  # parses, but aiortc cannot negotiate it
 
 
 @pytest.fixture
@@ -91,15 +85,19 @@ def test_token_verifies_with_its_secret_and_is_refused_when_tampered_expired_or_
     claims = verify_token(secret, token)
     assert (claims.subject, claims.key_id) == (EMAIL, "key_abc")
     assert claims.expires_at - claims.issued_at == pytest.approx(60, abs=0.01)
-    with pytest.raises(BadSignatureError):
+    with pytest.raises(_TokenRefused) as refused:
         verify_token(b"t" * 32, token)
+    assert refused.value.reason == "bad_signature"
     head, body, sig = token.split(".")
-    with pytest.raises(BadSignatureError):
+    with pytest.raises(_TokenRefused) as refused:
         verify_token(secret, f"{head}.{body}.{sig[:-2]}AA")
-    with pytest.raises(ExpiredTokenError):
+    assert refused.value.reason == "bad_signature"
+    with pytest.raises(_TokenRefused) as refused:
         verify_token(secret, token, now=time.time() + 61)
-    with pytest.raises(MalformedTokenError):
+    assert refused.value.expired
+    with pytest.raises(_TokenRefused) as refused:
         verify_token(secret, "orga_local_notatoken")
+    assert refused.value.reason == "malformed"
 
 
 # --- client-secrets and ice-config ---------------------------------------------------
@@ -132,7 +130,7 @@ async def test_ice_config_returns_configured_servers_and_turn_rest_credentials()
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             token = await token_for(http, server)
             servers = (await http.get(ICE_CONFIG.path, headers=bearer(token))).json()["iceServers"]
-    assert servers[0] == stun
+    assert servers[0] == {"urls": [stun["urls"]]}  # normalised by peerbot.ice_servers
     turn = servers[1]
     assert turn["urls"] == ["turn:127.0.0.1:3478"]
     expiry, user = turn["username"].split(":", 1)

@@ -1,11 +1,29 @@
 """``peerbot serve``: run the embedded Orga-compatible server, or with ``--orbit`` the local
-Orbit-compatible one, until Ctrl-C."""
+Orbit-compatible one, until Ctrl-C or SIGTERM.
+
+It prints ``export NAME=value`` lines (shell-quoted, so ``eval`` takes them) holding everything
+``peerbot call`` / ``peerbot orbit`` and the Python API need to reach it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
+import contextlib
 import os
+import shlex
+import signal
+from typing import Any
+
+from .._redact import redact
+from ..errors import ConfigurationError
+from ..ice_servers import IceServer, InvalidIceServer, ice_server_from_text
+from ..local.orbit_server import DEFAULT_PORT as ORBIT_PORT
+from ..local.orbit_server import LocalOrbitServer
+from ..local.orga_server import DEFAULT_PORT as ORGA_PORT
+from ..local.orga_server import LocalOrgaServer
+
+DEMO_USER = "alice"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -13,7 +31,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                           " or with --orbit the Orbit-compatible one")
     p.add_argument("--orbit", action="store_true", help="run the Orbit-compatible server (users, tokens, calls)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=None, help="port (default 8765, 8766 with --orbit; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"port (default {ORGA_PORT}, {ORBIT_PORT} with --orbit; 0 picks a free one)")
     p.add_argument("--ice-server", action="append", default=[], metavar="JSON|URL",
                    help='ICE server handed to clients, e.g. stun:host:3478 or {"urls": …} (repeatable)')
     p.add_argument("--turn-url", action="append", dest="turn_urls", help="TURN URL for time-limited credentials")
@@ -31,31 +50,86 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                             " (default: $ORBIT_CLIENT_ID or a generated one)")
     orbit.add_argument("--ring-timeout", type=float, default=30.0, metavar="S",
                        help="an unanswered call is missed after S seconds (default 30)")
+    orbit.add_argument("--no-demo", dest="demo", action="store_false",
+                       help=f"do not host the demo user {DEMO_USER!r}, who answers every call and plays back what it hears")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    ice = [json.loads(s) if s.lstrip().startswith("{") else {"urls": s} for s in args.ice_server]
-    if args.orbit:
-        return _run_orbit(args, ice)
-    from ..local.orga_server import DEFAULT_PORT, serve
-
-    api_keys = args.api_keys or ([os.environ["ORGA_API_KEY"]] if os.environ.get("ORGA_API_KEY") else None)
-    serve(args.host, DEFAULT_PORT if args.port is None else args.port, api_keys=api_keys, ice_servers=ice,
-          turn_urls=args.turn_urls, turn_secret=args.turn_secret, token_ttl=args.token_ttl,
-          echo_delay=args.echo_delay)
+    try:
+        ice = [ice_server_from_text(text) for text in args.ice_server]
+    except InvalidIceServer as exc:
+        raise ConfigurationError(f"--ice-server: {exc}") from None
+    port = args.port if args.port is not None else ORBIT_PORT if args.orbit else ORGA_PORT
+    asyncio.run(_serve_orbit(args, port, ice) if args.orbit else _serve_orga(args, port, ice))
     return 0
 
 
-def _run_orbit(args: argparse.Namespace, ice: list[dict]) -> int:
-    from ..local.orbit_server import DEFAULT_PORT, serve
+async def _serve_orga(args: argparse.Namespace, port: int, ice: list[IceServer]) -> None:
+    stop = _stop_on_signal()
+    api_keys = args.api_keys or _env("ORGA_API_KEY")
+    async with LocalOrgaServer(args.host, port, api_keys=api_keys, ice_servers=ice, turn_urls=args.turn_urls,
+                               turn_secret=args.turn_secret, token_ttl=args.token_ttl,
+                               echo_delay=args.echo_delay) as server:
+        print(f"Orga-compatible server on {server.base_url}")
+        _print_exports({"ORGA_BASE_URL": server.base_url, "ORGA_API_KEY": server.api_key,
+                        "ORGA_USER_EMAIL": server.user_email}, configured={"ORGA_API_KEY"} if api_keys else set())
+        await stop.wait()
 
+
+async def _serve_orbit(args: argparse.Namespace, port: int, ice: list[IceServer]) -> None:
+    from ..local.demo_user import echo_every_call
+    from .orbit_target import orbit_target
+
+    stop = _stop_on_signal()
     secret_keys = args.secret_keys or _env("ORBIT_SECRET_KEY")
-    publishable_keys = args.publishable_keys or _env("ORBIT_CLIENT_ID")
-    serve(args.host, DEFAULT_PORT if args.port is None else args.port, secret_keys=secret_keys,
-          publishable_keys=publishable_keys, ring_timeout=args.ring_timeout, ice_servers=ice,
-          turn_urls=args.turn_urls, turn_secret=args.turn_secret)
-    return 0
+    options: dict[str, Any] = dict(
+        secret_keys=secret_keys, publishable_keys=args.publishable_keys or _env("ORBIT_CLIENT_ID"),
+        ring_timeout=args.ring_timeout, ice_servers=ice, turn_urls=args.turn_urls, turn_secret=args.turn_secret,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if args.demo:  # the demo user is the app user the server is started for
+            demo = await stack.enter_async_context(orbit_target(DEMO_USER, local=True, host=args.host, port=port,
+                                                                **options))
+            server = demo.server
+        else:
+            server = await stack.enter_async_context(LocalOrbitServer(args.host, port, **options))
+        print(f"Orbit-compatible server on {server.base_url}")
+        _print_exports({"ORBIT_BASE_URL": server.base_url, "ORBIT_SECRET_KEY": server.secret_key,
+                        "ORBIT_CLIENT_ID": server.publishable_key},
+                       configured={"ORBIT_SECRET_KEY"} if secret_keys else set())
+        if args.demo:
+            task = asyncio.create_task(echo_every_call(demo, DEMO_USER), name="demo-user")
+            stack.push_async_callback(_cancelled, task)
+            print(f"# demo user {DEMO_USER!r} answers every call and plays back what it hears", flush=True)
+        await stop.wait()
+
+
+def _print_exports(values: dict[str, str], configured: set[str]) -> None:
+    # A generated key is useless once the process ends and there is no other way to learn it,
+    # so it is printed; a key the operator gave is only hinted at (they have it already).
+    exported = " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items() if name not in configured)
+    print(f"export {exported}")
+    for name in sorted(configured):
+        print(f"# {name}: the one you gave ({redact(values[name])})")
+    print(end="", flush=True)
+
+
+def _stop_on_signal() -> asyncio.Event:
+    """An event SIGINT or SIGTERM sets; installed before the server starts, so no signal is missed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
+            pass
+    return stop
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _env(name: str) -> list[str] | None:

@@ -1,4 +1,9 @@
-"""The ``calls`` request body: validation, and merging ``offer.candidates`` into the offer SDP."""
+"""The ``calls`` request body: validation, and merging ``offer.candidates`` into the offer SDP.
+
+The offer is read with aiortc's own SDP parser, so what is refused here is what aiortc could not
+use; on top of that every media section must carry a distinct, non-empty ``a=mid:`` (aiortc
+accepts an empty one and then breaks half-way through negotiating it).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiortc.rtcicetransport import RTCIceCandidate
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
 from ..errors import ConfigurationError
 from ..orga.params import SessionParams
 from ._session import apply_fields
+
+MAX_CANDIDATES = 64
 
 
 class InvalidCallRequest(ValueError):
@@ -61,13 +71,9 @@ def parse_call_request(body: Any) -> CallRequest:
     sdp = offer.get("sdp")
     if not isinstance(sdp, str) or not sdp.strip():
         raise InvalidCallRequest("invalid_request", "'offer.sdp' must be a non-empty string")
-    # aiortc accepts almost any text as a description with no media, so insist on the basics.
-    lines = sdp.strip().splitlines()
-    if lines[0].strip() != "v=0" or not any(line.startswith("m=") for line in lines):
-        raise InvalidCallRequest("invalid_sdp", "'offer.sdp' is not an SDP offer with media sections")
     raw_candidates = offer.get("candidates", body.get("candidates")) or []
-    if not isinstance(raw_candidates, list):
-        raise InvalidCallRequest("invalid_candidates", "'offer.candidates' must be a list")
+    if not isinstance(raw_candidates, list) or len(raw_candidates) > MAX_CANDIDATES:
+        raise InvalidCallRequest("invalid_candidates", f"'offer.candidates' must be a list of at most {MAX_CANDIDATES}")
     raw_params = body.get("params") or {}
     if not isinstance(raw_params, Mapping):
         raise InvalidCallRequest("invalid_params", "'params' must be an object")
@@ -75,16 +81,25 @@ def parse_call_request(body: Any) -> CallRequest:
         params = apply_fields(SessionParams(), raw_params)
     except ConfigurationError as exc:
         raise InvalidCallRequest("invalid_params", str(exc)) from exc
-    return CallRequest(sdp, tuple(_candidate(c) for c in raw_candidates), params)
+    candidates = tuple(_candidate(c) for c in raw_candidates)
+    read_offer(sdp)
+    return CallRequest(sdp, candidates, params)
 
 
-def _candidate_key(text: str) -> tuple[str, ...]:
-    # Two lines name the same candidate when address, port, transport and type agree; extension
-    # attributes (generation, ufrag, network-id…) differ between the SDP and the list in practice.
-    bits = text.split()
-    if len(bits) < 8 or bits[6] != "typ" or not (bits[1].isdigit() and bits[3].isdigit() and bits[5].isdigit()):
-        raise InvalidCallRequest("invalid_candidates", f"malformed ICE candidate: {text[:80]!r}")
-    return (bits[0], bits[1], bits[2].lower(), bits[4].lower(), bits[5], bits[7])
+def read_offer(sdp: str) -> SessionDescription:
+    """The offer as aiortc parses it; ``InvalidCallRequest`` (``invalid_sdp``) when it is not usable."""
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidCallRequest("invalid_sdp", "'offer.sdp' is not an SDP (it must start with 'v=0')")
+    try:
+        session = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises ValueError, IndexError, StopIteration…
+        raise InvalidCallRequest("invalid_sdp", f"'offer.sdp' could not be parsed: {type(exc).__name__}") from None
+    if not session.media:
+        raise InvalidCallRequest("invalid_sdp", "'offer.sdp' is not an SDP offer with media sections")
+    mids = [media.rtp.muxId for media in session.media]
+    if not all(mids) or len(set(mids)) != len(mids):
+        raise InvalidCallRequest("invalid_sdp", "every media section of 'offer.sdp' needs its own non-empty a=mid")
+    return session
 
 
 def _candidate_text(candidate: str) -> str:
@@ -93,43 +108,41 @@ def _candidate_text(candidate: str) -> str:
     return text[len("candidate:") :] if text.startswith("candidate:") else text
 
 
+def _parsed_candidate(text: str) -> RTCIceCandidate:
+    try:
+        return candidate_from_sdp(text)
+    except (ValueError, IndexError, AssertionError):  # aiortc asserts on the field count
+        raise InvalidCallRequest("invalid_candidates", f"malformed ICE candidate: {text[:80]!r}") from None
+
+
+def _candidate_key(c: RTCIceCandidate) -> tuple[object, ...]:
+    # Two lines name the same candidate when address, port, transport and type agree; extension
+    # attributes (generation, ufrag, network-id…) differ between the SDP and the list in practice.
+    return (c.foundation, c.component, c.protocol.lower(), c.ip.lower(), c.port, c.type)
+
+
 def merge_candidates(sdp: str, candidates: tuple[IceCandidate, ...] | list[IceCandidate]) -> str:
     """Add to ``sdp`` each candidate it does not already hold, in its media section.
 
     A candidate is placed by ``sdpMid`` (``a=mid:``) or else ``sdpMLineIndex``; one that names no
-    section of this SDP, or is empty (the end-of-candidates marker), is ignored.
+    section of this SDP, or is empty (the end-of-candidates marker), is ignored. The SDP comes
+    back as aiortc renders it when something was added, unchanged otherwise.
     """
-    lines = sdp.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith("m=")]
-    sections = [(start, starts[n + 1] if n + 1 < len(starts) else len(lines)) for n, start in enumerate(starts)]
-    mids = [next((lines[i][6:] for i in range(a, b) if lines[i].startswith("a=mid:")), None) for a, b in sections]
-    added: dict[int, list[str]] = {}
+    session = read_offer(sdp)
+    mids = [media.rtp.muxId for media in session.media]
+    added = False
     for candidate in candidates:
         text = _candidate_text(candidate.candidate)
         if not text:
             continue
-        key = _candidate_key(text)
+        parsed = _parsed_candidate(text)
         if candidate.sdp_mid is not None and candidate.sdp_mid in mids:
-            section = mids.index(candidate.sdp_mid)
-        elif candidate.sdp_mline_index is not None and candidate.sdp_mline_index < len(sections):
-            section = candidate.sdp_mline_index
+            media = session.media[mids.index(candidate.sdp_mid)]
+        elif candidate.sdp_mline_index is not None and candidate.sdp_mline_index < len(mids):
+            media = session.media[candidate.sdp_mline_index]
         else:
             continue
-        start, end = sections[section]
-        present = {
-            _candidate_key(_candidate_text(line)) for line in lines[start:end] if line.startswith("a=candidate:")
-        }
-        present |= {_candidate_key(t) for t in added.get(section, [])}
-        if key not in present:
-            added.setdefault(section, []).append(text)
-    if not added:
-        return sdp
-    out: list[str] = []
-    for n, (start, end) in enumerate(sections):
-        if n == 0:
-            out.extend(lines[:start])
-        body = lines[start:end]
-        # Keep a=end-of-candidates last: aiortc stops taking candidates after it.
-        at = next((i for i, line in enumerate(body) if line.startswith("a=end-of-candidates")), len(body))
-        out.extend(body[:at] + [f"a=candidate:{t}" for t in added.get(n, [])] + body[at:])
-    return "\r\n".join(out) + "\r\n"
+        if _candidate_key(parsed) not in {_candidate_key(c) for c in media.ice_candidates}:
+            media.ice_candidates.append(parsed)
+            added = True
+    return str(session) if added else sdp

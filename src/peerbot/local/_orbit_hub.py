@@ -3,7 +3,8 @@
 Every event gets the next sequence number of its user and is kept for ``buffer_ttl`` seconds.
 A connection that opens with ``since=<seq>`` is sent every kept event after it (a reconnect,
 whatever happened to the old socket); one without ``since`` is sent the kept events that no
-connection received (the user was offline). One lock per user keeps ``seq`` order on the wire.
+connection received (the user was offline), at most ``max_kept`` per user (the oldest go first).
+One lock per user keeps ``seq`` order on the wire.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ class _Kept:
 
 
 class EventHub:
-    def __init__(self, buffer_ttl: float) -> None:
+    """Each user's live event WebSockets and kept events."""
+
+    def __init__(self, buffer_ttl: float, max_kept: int = 1000) -> None:
         self._ttl = buffer_ttl
+        self._max_kept = max_kept
         self._sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._kept: defaultdict[str, deque[_Kept]] = defaultdict(deque)
         self._seq: defaultdict[str, int] = defaultdict(int)
@@ -72,7 +76,7 @@ class EventHub:
     def _kept_for(self, user_id: str) -> deque[_Kept]:
         kept = self._kept[user_id]
         horizon = time.monotonic() - self._ttl
-        while kept and kept[0].at < horizon:
+        while kept and (kept[0].at < horizon or len(kept) > self._max_kept):
             kept.popleft()
         return kept
 

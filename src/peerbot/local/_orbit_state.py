@@ -2,11 +2,14 @@
 
 No HTTP here and no awaiting: every change is checked and made in one synchronous step, so two
 requests racing on one call cannot both win. Refusals are ``ApiError``\\ s with the API's statuses.
+Memory is bounded: a cap on users and on live calls per user (429), and on calls kept, where the
+oldest finished calls make room for new ones; metrics and recordings keep their latest entries.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -22,9 +25,10 @@ def new_id(prefix: str) -> str:
 class Directory:
     """The app's users, by id and by external id."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_users: int = 1000) -> None:
         self._users: dict[str, User] = {}
         self._by_external_id: dict[str, str] = {}
+        self._max_users = max_users
 
     def upsert(self, external_id: str, display_name: str, metadata: Mapping[str, Any] | None) -> tuple[User, bool]:
         """Create the user, or update (and reactivate) the one with ``external_id``; say whether it is new."""
@@ -35,6 +39,8 @@ class Directory:
             if metadata is not None:
                 changes["metadata"] = dict(metadata)
             return self._store(replace(user, **changes)), False
+        if len(self._users) >= self._max_users:
+            raise ApiError(429, "too_many_users", f"the server holds its maximum of {self._max_users} users")
         user = User(new_id("usr"), external_id, display_name, dict(metadata or {}), True, utc_now())
         self._by_external_id[external_id] = user.id
         return self._store(user), True
@@ -81,18 +87,36 @@ class Directory:
 class CallBook:
     """Calls and what hangs off them. Every method takes the acting user and checks it is a party."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_calls: int = 1000, max_live_calls_per_user: int = 4, max_samples: int = 1000) -> None:
         self.calls: dict[str, Call] = {}
-        self._metrics: dict[str, list[MetricsSample]] = {}
-        self._recordings: dict[str, list[Recording]] = {}
+        self._metrics: dict[str, deque[MetricsSample]] = {}
+        self._recordings: dict[str, deque[Recording]] = {}
+        self._max_calls = max_calls
+        self._max_live = max_live_calls_per_user
+        self._max_samples = max_samples
 
     def create(self, caller_id: str, callee_id: str, call_type: str) -> Call:
         if caller_id == callee_id:
             raise ApiError(400, "invalid_callee", "a user cannot call itself")
+        for user_id in (caller_id, callee_id):
+            if sum(1 for c in self.calls.values() if c.status in _LIVE and user_id in (c.caller_id, c.callee_id)) \
+                    >= self._max_live:
+                who = "the caller" if user_id == caller_id else "the callee"
+                raise ApiError(429, "too_many_calls", f"{who} already has {self._max_live} live calls")
+        self._make_room()
         call = Call(new_id("call"), caller_id, callee_id, call_type, "ringing", utc_now())  # type: ignore[arg-type]
         self.calls[call.id] = call
-        self._metrics[call.id], self._recordings[call.id] = [], []
+        self._metrics[call.id] = deque(maxlen=self._max_samples)
+        self._recordings[call.id] = deque(maxlen=self._max_samples)
         return call
+
+    def _make_room(self) -> None:
+        if len(self.calls) < self._max_calls:
+            return
+        finished = next((c.id for c in self.calls.values() if c.status not in _LIVE), None)  # oldest first
+        if finished is None:
+            raise ApiError(429, "too_many_calls", f"the server holds its maximum of {self._max_calls} live calls")
+        del self.calls[finished], self._metrics[finished], self._recordings[finished]
 
     def of_party(self, call_id: str, user_id: str) -> Call:
         """The call, which must exist (404) and have ``user_id`` as a party (403)."""
@@ -174,6 +198,9 @@ class CallBook:
     def _store(self, call: Call) -> Call:
         self.calls[call.id] = call
         return call
+
+
+_LIVE = ("ringing", "accepted")
 
 
 def _require_status(call: Call, allowed: tuple[str, ...], action: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..orga.params import SessionParams
+from ._fields import finite_number
 
 # Fields a ``session.update`` may change; the ``calls`` params may also set ``history``.
 SESSION_UPDATE_FIELDS = ("model", "voice", "temperature", "instructions", "modalities", "return_transcription")
@@ -24,8 +25,8 @@ def _checked(key: str, value: Any) -> Any:
     # JSON types are checked here because SessionParams trusts Python callers.
     if key in ("voice", "model") and isinstance(value, str):
         return value
-    if key == "temperature" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if key == "temperature" and finite_number(value) is not None:
+        return finite_number(value)
     if key == "instructions" and isinstance(value, str):
         return value
     if key in ("return_transcription", "history") and isinstance(value, bool):

@@ -30,6 +30,8 @@ from ..orga.events import (
 )
 from ..orga.params import SessionParams
 from ..orga.routes import DATA_CHANNEL_LABEL
+from ._json_api import ApiError, decode_json
+from ._pc_close import close_peer_connection
 from ._session import SESSION_UPDATE_FIELDS, apply_fields, new_id, session_object
 from ._speech import SpeechBurstDetector
 from .echo_track import DelayedEchoTrack
@@ -115,7 +117,8 @@ class EchoCall:
     async def answer(self, offer_sdp: str) -> str:
         """Apply the caller's offer and return the answer SDP, its ICE candidates gathered.
 
-        Raises ``SdpError`` when aiortc cannot parse or negotiate the offer.
+        Raises ``SdpError`` when aiortc cannot parse or negotiate the offer; the caller then
+        closes the call.
         """
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -123,29 +126,31 @@ class EchoCall:
                 # Fills the offered audio transceiver, so the answer says sendrecv.
                 self._pc.addTrack(self._echo)
             answer = await self._pc.createAnswer()
-        except Exception as exc:  # aiortc raises ValueError, AssertionError, InvalidStateError…
-            raise SdpError(f"the offer could not be applied: {exc}") from exc
-        await self._pc.setLocalDescription(answer)  # waits for ICE gathering: non-trickle
+            await self._pc.setLocalDescription(answer)  # waits for ICE gathering: non-trickle
+        except Exception as exc:  # aiortc raises ValueError, AssertionError, AttributeError…
+            raise SdpError(f"the offer could not be applied: {str(exc)[:200] or type(exc).__name__}") from exc
         self._spawn(self._close_unless_connected())
         return self._pc.localDescription.sdp
 
     async def close(self) -> None:
-        """Stop every task and the peer connection; safe to call more than once."""
+        """Stop every task and the peer connection; safe to call more than once, never raises."""
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._echo.stop()
-        await self._pc.close()
-        self._closed.set()
-        log.debug("call %s closed", self.conversation_id)
-        if self._on_closed is not None:
-            self._on_closed(self)
+        try:
+            current = asyncio.current_task()
+            tasks = [t for t in self._tasks if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._echo.stop()
+            await close_peer_connection(self._pc)
+        finally:
+            self._closed.set()
+            log.debug("call %s closed", self.conversation_id)
+            if self._on_closed is not None:
+                self._on_closed(self)
 
     async def wait_closed(self) -> None:
         """Return once the call has closed."""
@@ -205,6 +210,7 @@ class EchoCall:
                 frame = await track.recv()
             except MediaStreamError:
                 break
+            assert isinstance(frame, av.AudioFrame)  # an audio track's frames
             self.audio_frames_received += 1
             arrived_at = time.monotonic()
             for mono in resampler.resample(frame):
@@ -257,14 +263,15 @@ class EchoCall:
         if isinstance(message, bytes):
             return error_message("unsupported_message", "binary messages are not supported; send JSON text")
         try:
-            decoded = json.loads(message)
-        except ValueError:
-            return error_message("invalid_json", "the message is not valid JSON")
+            decoded = decode_json(message)  # strict, and refuses nesting that would exhaust the stack
+        except ApiError as exc:
+            return error_message("invalid_json", exc.message)
         if not isinstance(decoded, dict):
             return error_message("invalid_message", "the message must be a JSON object")
         kind = decoded.get("event", decoded.get("type"))
         if kind != SESSION_UPDATE:
-            return error_message("unknown_event", f"unknown event {str(kind)[:64]!r}; expected {SESSION_UPDATE!r}")
+            shown = kind[:64] if isinstance(kind, str) else type(kind).__name__
+            return error_message("unknown_event", f"unknown event {shown!r}; expected {SESSION_UPDATE!r}")
         data = decoded.get("data", {})
         if not isinstance(data, dict):
             return error_message("invalid_session_update", "'data' must be an object")

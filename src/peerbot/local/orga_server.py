@@ -3,7 +3,8 @@
 It serves the three routes of ``peerbot.orga.routes`` (one table for client and server) plus
 ``GET /healthz``, with the real API's status codes: 401 for a missing, wrong or expired
 credential, 403 for the right kind of credential in the wrong place, 400 for a bad body or
-offer, 413 for an oversized body. Errors are JSON: ``{"error": {"code": …, "message": …}}``.
+offer, 408 for a body that does not arrive in time, 413 for an oversized body, 429 past a
+call cap. Errors are JSON: ``{"error": {"code": …, "message": …}}``.
 Orga's browser SDK posts calls straight from the page, so, like the real API, it answers CORS
 preflights and lets any origin read every response, errors included (the credential travels in
 ``Authorization``, never in a cookie).
@@ -25,15 +26,16 @@ from aiortc import RTCIceServer
 
 from .._redact import redact
 from ..errors import ConfigurationError, SdpError
+from ..ice_servers import IceServer, InvalidIceServer, parse_ice_servers
 from ..orga.routes import CALLS, CLIENT_SECRETS, ICE_CONFIG, ROUTES, Auth, Route
-from ._listener import Listener, serve_until_signal
+from ._fields import finite_number
 from ._json_api import ApiError, Handler, allow_any_origin, bearer, json_errors, preflight, read_json_object
+from ._listener import Listener
 from ._offer import InvalidCallRequest, merge_candidates, parse_call_request
 from .echo_assistant import EchoCall
 from .tokens import (
-    ExpiredTokenError,
     TokenClaims,
-    TokenError,
+    _TokenRefused,
     issue_token,
     key_id,
     looks_like_token,
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 API_KEY_PREFIX = "orga_local_"
 DEFAULT_PORT = 8765
 MAX_BODY_SIZE = 256 * 1024
+DEMO_USER_EMAIL = "you@peerbot.local"
 _Handler = Handler
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the SDK's own "x@y.z" check
 
@@ -55,29 +58,25 @@ def generate_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(24)
 
 
-def _ice_server_json(entry: Mapping[str, Any]) -> dict[str, Any]:
-    urls = entry.get("urls")
-    if not (isinstance(urls, str) or (isinstance(urls, list) and urls and all(isinstance(u, str) for u in urls))):
-        raise ConfigurationError(f"an ICE server needs 'urls' as a string or a list of strings, got {urls!r}")
-    out: dict[str, Any] = {"urls": urls}
-    for key in ("username", "credential"):
-        if entry.get(key) is not None:
-            out[key] = str(entry[key])
-    return out
-
-
-def _rtc_ice_servers(servers: Iterable[Mapping[str, Any]]) -> list[RTCIceServer]:
+def _rtc_ice_servers(servers: Iterable[IceServer]) -> list[RTCIceServer]:
     return [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in servers]
 
 
 class LocalOrgaServer(Listener):
     """An Orga-compatible server with an echo assistant on the far side of each call.
 
-    ``async with LocalOrgaServer() as server:`` starts it on a free port; ``server.base_url`` and
-    ``server.api_key`` are what a client needs. ``ice_servers`` (dicts in the ``iceServers``
-    shape) are handed to clients and used by the server's own peer connections; ``turn_urls`` with
+    ``async with LocalOrgaServer() as server:`` starts it on a free port; ``server.base_url``,
+    ``server.api_key`` and ``server.user_email`` (any valid address is accepted; this one is a
+    demo) are what a client needs. ``ice_servers`` (dicts in the ``iceServers`` shape) are
+    handed to clients and used by the server's own peer connections; ``turn_urls`` with
     ``turn_secret`` adds TURN REST credentials to both. ``server.calls`` maps each live call's
     conversation id to its ``EchoCall``.
+
+    Bounds, each refused with a JSON error: ``max_body_size`` bytes of body (413);
+    ``max_calls`` live calls in all (429) and ``max_calls_per_token`` per ephemeral token (429);
+    ``read_timeout`` seconds for a request head or body to arrive (the connection is dropped,
+    or 408); an idle keep-alive connection is closed after ``idle_timeout`` (``read_timeout``,
+    at least 15 s).
     """
 
     def __init__(
@@ -96,20 +95,33 @@ class LocalOrgaServer(Listener):
         connect_timeout: float = 30.0,
         answer_timeout: float = 9.0,
         max_body_size: int = MAX_BODY_SIZE,
+        max_calls: int = 32,
+        max_calls_per_token: int = 4,
+        read_timeout: float = 10.0,
+        user_email: str = DEMO_USER_EMAIL,
     ) -> None:
         keys = tuple(dict.fromkeys(api_keys or ()))  # keeps the caller's order; the first is api_key
-        if any(not isinstance(k, str) or not k or looks_like_token(k) for k in keys):
-            raise ConfigurationError("API keys must be non-empty strings that do not look like tokens")
+        if any(not isinstance(k, str) or not k or not k.isascii() or looks_like_token(k) for k in keys):
+            raise ConfigurationError("API keys must be non-empty ASCII strings that do not look like tokens")
         if (turn_urls is None) != (turn_secret is None):
             raise ConfigurationError("turn_urls and turn_secret go together")
         if token_ttl <= 0 or max_token_ttl < token_ttl:
             raise ConfigurationError("token_ttl must be positive and at most max_token_ttl")
-        super().__init__(host, port)
+        if max_calls < 1 or max_calls_per_token < 1 or read_timeout <= 0:
+            raise ConfigurationError("max_calls, max_calls_per_token and read_timeout must be positive")
+        if not _EMAIL.match(user_email):
+            raise ConfigurationError("user_email must be a valid email address")
+        try:
+            ice = parse_ice_servers(list(ice_servers or ()), "ice_servers")
+        except InvalidIceServer as exc:
+            raise ConfigurationError(str(exc)) from None
+        super().__init__(host, port, read_timeout=read_timeout)
+        self.user_email = user_email
         self.echo_delay = echo_delay
         self.token_ttl = token_ttl
         self.max_token_ttl = max_token_ttl
         self._api_keys = keys or (generate_api_key(),)
-        self._ice_servers = [_ice_server_json(s) for s in ice_servers or ()]
+        self._ice_servers = ice
         self._turn_urls = [turn_urls] if isinstance(turn_urls, str) else list(turn_urls or ())
         self._turn_secret = turn_secret
         self._turn_ttl = turn_ttl
@@ -117,6 +129,9 @@ class LocalOrgaServer(Listener):
         self._answer_timeout = answer_timeout
         self._token_secret = secrets.token_bytes(32)  # tokens die with the server, by design
         self._calls: dict[str, EchoCall] = {}
+        self._call_tokens: dict[str, str] = {}  # conversation id -> the token id that created it
+        self._max_calls = max_calls
+        self._max_calls_per_token = max_calls_per_token
         self._stopping = False
         self.app = self._make_app(max_body_size)
 
@@ -155,7 +170,7 @@ class LocalOrgaServer(Listener):
     # --- wiring ----------------------------------------------------------------------
 
     def _make_app(self, max_body_size: int) -> web.Application:
-        app = web.Application(client_max_size=max_body_size, middlewares=[json_errors])
+        app = self.new_app(max_body_size, [json_errors])
         handlers: dict[Route, Callable[[web.Request, Any], Awaitable[web.StreamResponse]]] = {
             CLIENT_SECRETS: self._client_secrets,
             ICE_CONFIG: self._ice_config,
@@ -179,7 +194,7 @@ class LocalOrgaServer(Listener):
         return authenticated
 
     def _is_api_key(self, credential: str) -> bool:
-        return any(hmac.compare_digest(credential.encode(), key.encode()) for key in self._api_keys)
+        return any(hmac.compare_digest(credential, key) for key in self._api_keys)  # both ASCII
 
     def _check_api_key(self, credential: str) -> str:
         if self._is_api_key(credential):
@@ -195,20 +210,30 @@ class LocalOrgaServer(Listener):
             raise ApiError(403, "invalid_credential_context", "an API key cannot be used here; send an ephemeral token")
         try:
             return verify_token(self._token_secret, credential)
-        except ExpiredTokenError as exc:
-            raise ApiError(401, "token_expired", "the ephemeral token has expired; request a new one") from exc
-        except TokenError as exc:
-            raise ApiError(401, "invalid_token", "invalid ephemeral token") from exc
+        except _TokenRefused as exc:
+            if exc.expired:
+                raise ApiError(401, "token_expired", "the ephemeral token has expired; request a new one") from None
+            raise ApiError(401, "invalid_token", "invalid ephemeral token") from None
 
-    def _ice_servers_for(self, user: str) -> list[dict[str, Any]]:
-        servers = [dict(s) for s in self._ice_servers]
+    def _ice_servers_for(self, user: str) -> list[IceServer]:
+        servers = [IceServer(**s) for s in self._ice_servers]
         if self._turn_urls and self._turn_secret:
             username, credential = turn_rest_credentials(self._turn_secret, user, self._turn_ttl)
-            servers.append({"urls": list(self._turn_urls), "username": username, "credential": credential})
+            servers.append(IceServer(urls=list(self._turn_urls), username=username, credential=credential))
         return servers
 
     def _forget(self, call: EchoCall) -> None:
         self._calls.pop(call.conversation_id, None)
+        self._call_tokens.pop(call.conversation_id, None)
+
+    def _admit_call(self, token_id: str) -> None:
+        if self._stopping:
+            raise ApiError(503, "shutting_down", "the server is stopping")
+        if len(self._calls) >= self._max_calls:
+            raise ApiError(429, "too_many_calls", f"the server holds its maximum of {self._max_calls} live calls")
+        if sum(1 for t in self._call_tokens.values() if t == token_id) >= self._max_calls_per_token:
+            raise ApiError(429, "too_many_calls_for_token",
+                           f"this token already has {self._max_calls_per_token} live calls; end one first")
 
     # --- handlers --------------------------------------------------------------------
 
@@ -222,9 +247,10 @@ class LocalOrgaServer(Listener):
         ttl = self.token_ttl
         expires_in = (await read_json_object(request, optional=True)).get("expires_in")
         if expires_in is not None:
-            if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
+            seconds = finite_number(expires_in)
+            if seconds is None or seconds <= 0:
                 raise ApiError(400, "invalid_request", "'expires_in' must be a positive number of seconds")
-            ttl = min(float(expires_in), self.max_token_ttl)
+            ttl = min(seconds, self.max_token_ttl)
         token = issue_token(self._token_secret, email, ttl, key_id=key_id(api_key))
         return web.json_response({"ephemeral_token": token, "expires_in": int(ttl) if ttl == int(ttl) else ttl})
 
@@ -232,8 +258,7 @@ class LocalOrgaServer(Listener):
         return web.json_response({"iceServers": self._ice_servers_for(claims.subject)})
 
     async def _create_call(self, request: web.Request, claims: TokenClaims) -> web.Response:
-        if self._stopping:
-            raise ApiError(503, "shutting_down", "the server is stopping")
+        self._admit_call(claims.token_id)
         try:
             call_request = parse_call_request(await read_json_object(request))
             offer_sdp = merge_candidates(call_request.sdp, call_request.candidates)
@@ -248,6 +273,7 @@ class LocalOrgaServer(Listener):
         )
         # Listed before answering, so that stop() also closes a call still being answered.
         self._calls[call.conversation_id] = call
+        self._call_tokens[call.conversation_id] = claims.token_id
         try:
             answer_sdp = await asyncio.wait_for(call.answer(offer_sdp), self._answer_timeout)
         except SdpError as exc:
@@ -255,7 +281,7 @@ class LocalOrgaServer(Listener):
             raise ApiError(400, "invalid_sdp", str(exc)) from exc
         except asyncio.TimeoutError as exc:
             await call.close()
-            raise ApiError(500, "answer_timeout", "no answer within the time limit (ICE gathering stalled?)") from exc
+            raise ApiError(504, "answer_timeout", "no answer within the time limit (ICE gathering stalled?)") from exc
         except BaseException:
             await call.close()
             raise
@@ -263,27 +289,3 @@ class LocalOrgaServer(Listener):
         return web.json_response(
             {"answer": {"sdp": answer_sdp, "type": "answer"}, "conversation_id": call.conversation_id}
         )
-
-
-def _announce(server: LocalOrgaServer, generated_key: bool) -> None:
-    print(f"Orga-compatible server on {server.base_url}")
-    # A generated key is useless once the process ends, and the operator has no other way to
-    # learn it; a configured key is only hinted at.
-    shown = server.api_key if generated_key else redact(server.api_key)
-    print(f"  ORGA_BASE_URL={server.base_url}  ORGA_API_KEY={shown}", flush=True)
-
-
-def serve(
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    *,
-    on_ready: Callable[[LocalOrgaServer], None] | None = None,
-    **options: Any,
-) -> None:
-    """Run a ``LocalOrgaServer`` until SIGINT or SIGTERM (blocking; for ``peerbot serve``).
-
-    ``options`` are ``LocalOrgaServer``'s keyword arguments. ``on_ready`` is called once it
-    listens; by default the base URL and API key are printed.
-    """
-    announce = on_ready or (lambda server: _announce(server, generated_key=not options.get("api_keys")))
-    asyncio.run(serve_until_signal(lambda: LocalOrgaServer(host, port, **options), announce))

@@ -16,26 +16,21 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from ..errors import PeerbotError
-
 TOKEN_SCOPE = "ephemeral"
 _HEADER = {"alg": "HS256", "typ": "JWT"}
 
 
-class TokenError(PeerbotError):
-    """An ephemeral token was refused."""
+class _TokenRefused(Exception):
+    """A token was refused (server-internal: the servers answer 401). ``reason`` is
+    ``"malformed"``, ``"bad_signature"`` or ``"expired"``."""
 
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
-class MalformedTokenError(TokenError):
-    """The token is not three base64url parts with a JSON header and payload."""
-
-
-class BadSignatureError(TokenError):
-    """The token was not signed with this server's secret, or was altered."""
-
-
-class ExpiredTokenError(TokenError):
-    """The token's expiry time has passed."""
+    @property
+    def expired(self) -> bool:
+        return self.reason == "expired"
 
 
 @dataclass(frozen=True)
@@ -90,25 +85,25 @@ def looks_like_token(credential: str) -> bool:
 
 
 def verify_token(secret: bytes, token: str, *, now: float | None = None) -> TokenClaims:
-    """Check a token's signature, scope and expiry; raise a ``TokenError`` subclass if refused."""
-    if not looks_like_token(token):
-        raise MalformedTokenError("not a token")
+    """Check a token's signature, scope and expiry; raise ``_TokenRefused`` saying why if refused."""
+    if not token.isascii() or not looks_like_token(token):  # compare_digest takes ASCII text only
+        raise _TokenRefused("malformed", "not a token")
     head, body, signature = token.split(".")
     try:
         header = json.loads(_b64decode(head))
         payload = json.loads(_b64decode(body))
     except (ValueError, binascii.Error) as exc:
-        raise MalformedTokenError("token parts are not base64url JSON") from exc
+        raise _TokenRefused("malformed", "token parts are not base64url JSON") from exc
     if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(payload, dict):
-        raise MalformedTokenError("unsupported token header or payload")
+        raise _TokenRefused("malformed", "unsupported token header or payload")
     # Signature first: nothing in an unauthenticated payload is trusted, its expiry included.
     if not hmac.compare_digest(signature, _sign(secret, f"{head}.{body}")):
-        raise BadSignatureError("token signature does not match")
+        raise _TokenRefused("bad_signature", "token signature does not match")
     expires_at, issued_at = payload.get("exp"), payload.get("iat", 0)
     if payload.get("scope") != TOKEN_SCOPE or not isinstance(expires_at, (int, float)):
-        raise MalformedTokenError("token is not an ephemeral token")
+        raise _TokenRefused("malformed", "token is not an ephemeral token")
     if (time.time() if now is None else now) >= expires_at:
-        raise ExpiredTokenError("token has expired")
+        raise _TokenRefused("expired", "token has expired")
     return TokenClaims(
         subject=str(payload.get("sub", "")),
         key_id=str(payload.get("kid", "")),
