@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peerbot.engine.datachannel import DataChannel
 from peerbot.engine.impairment import Blackout
 from peerbot.engine.peer import Peer
 from peerbot.errors import IceFailedError, SdpError, SessionEndedError
@@ -264,6 +265,17 @@ async def test_answerer_sends_its_tracks_and_trickled_candidates_connect_without
     assert abs(dominant_frequency(heard_by_a[-8000:], 16000) - 880) < 5
     frame = await ConvertedStream(a.video.hub.subscribe(), video_converter("rgb24")).__anext__()
     assert frame.width == 320
+
+
+async def test_answerer_is_handed_each_channel_the_offerer_opens_once_open_and_can_send_on_it(peers):
+    opened: asyncio.Queue[DataChannel] = asyncio.Queue()
+    a, b = peers(), peers(on_data_channel=opened.put_nowait)
+    offered = a.create_data_channel("events")
+    await connect_pair(a, b)
+    channel = await asyncio.wait_for(opened.get(), 5)
+    assert channel.label == "events" and channel.ready_state == "open" and b.data_channel("events") is channel
+    await channel.send("hello")
+    assert await asyncio.wait_for(offered.messages().__anext__(), 5) == "hello"
 
 
 def test_private_field_module_warns_when_the_installed_versions_differ_from_the_pinned_ones():

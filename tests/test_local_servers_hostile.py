@@ -17,6 +17,8 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from peerbot.engine.peer import Peer
+from peerbot.errors import SdpError
 from peerbot.local.orbit_server import LocalOrbitServer
 from peerbot.local.orga_server import LocalOrgaServer
 from peerbot.orbit import routes as orbit_routes
@@ -257,19 +259,17 @@ async def test_the_servers_still_answer_keep_alive_requests_within_the_read_time
         await asyncio.sleep(0.4)
 
 
-async def test_closing_a_peer_connection_an_empty_mid_broke_half_way_completes_without_raising() -> None:
-    from aiortc import RTCSessionDescription
-
-    from peerbot.local._pc_close import close_peer_connection
-
-    offer = re.sub(r"a=mid:\S+", "a=mid:", await real_offer(), count=1)
+async def test_an_offer_aiortc_breaks_on_is_an_sdp_error_and_the_peer_still_closes_twice_freeing_its_sockets() -> None:
+    # Without its m=audio line the data channel has no DTLS transport: aiortc accepts the offer,
+    # raises AttributeError answering it, and its own close() then raises half-way.
+    offer = re.sub(r"m=audio [^\r\n]*\r\n", "", await real_offer(), count=1)
     sockets = open_sockets()
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-    with pytest.raises(AttributeError):  # aiortc breaks while answering it
-        await pc.setLocalDescription(await pc.createAnswer())
+    peer = Peer([])
+    with pytest.raises(SdpError, match="could not be answered"):
+        await peer.accept_offer(offer)
     started = time.monotonic()
-    await close_peer_connection(pc)  # aiortc's own close() raises half-way here, and hangs if called again
+    await peer.close()  # aiortc's own close() raises half-way here, and hangs if called again
+    await peer.close()
     assert time.monotonic() - started < 3 and open_sockets() == sockets
 
 

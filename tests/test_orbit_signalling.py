@@ -296,7 +296,7 @@ async def test_caller_ending_a_ringing_call_cancels_it_and_stops_the_ring_timer(
 
     cancelled = await bob.events.wait_for(CALL_ENDED)
     assert cancelled.data["reason"] == "cancelled" and server.calls[call.id].status == "ended"
-    assert call.id not in server._ringing
+    assert call.id not in server.ringing
 
 
 async def test_wrong_state_transitions_raise_409_invalid_call_state(

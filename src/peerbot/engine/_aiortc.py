@@ -3,18 +3,20 @@
 aiortc hides what peerbot needs (the ICE connection behind a transport, the nominated pair, the
 receiver's jitter buffer, the negotiated codecs, the sockets aioice reads). These fields are not
 API: when the installed versions differ from the ones this module was written for, importing
-it warns, so a breakage shows up with its cause. The logging filter here keeps the ICE password
-and TURN credentials that aiortc/aioice DEBUG logs print (``a=ice-pwd:…``) out of any log.
+it warns, so a breakage shows up with its cause. So is the way around ``close()`` giving up
+half-way. The logging filter here keeps the ICE password and TURN credentials that
+aiortc/aioice DEBUG logs print (``a=ice-pwd:…``) out of any log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
 import ssl
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -22,6 +24,8 @@ from aioice import Connection
 from aioice.ice import CandidatePair, StunProtocol
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer
+
+log = logging.getLogger(__name__)
 
 PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
 
@@ -92,6 +96,18 @@ def stun_protocols(connection: Connection) -> Iterator[StunProtocol]:
     yield from list(connection._protocols)
 
 
+def after_gathering(connection: Connection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` as soon as ``connection`` has gathered (its sockets are open, no check
+    has been sent yet): aiortc schedules the checks after ``gather_candidates`` returns."""
+    gather = connection.gather_candidates
+
+    async def gather_then_call() -> None:
+        await gather()
+        callback()
+
+    connection.gather_candidates = gather_then_call  # type: ignore[method-assign]
+
+
 # --- RTP ------------------------------------------------------------------------------
 
 
@@ -104,6 +120,44 @@ def negotiated_clock_rate(transceiver: RTCRtpTransceiver) -> int | None:
     """The RTP clock rate of the codec negotiated on ``transceiver``; None before negotiation."""
     codecs: list[Any] = transceiver._codecs
     return int(codecs[0].clockRate) if codecs else None
+
+
+# --- closing --------------------------------------------------------------------------
+
+CLOSE_STEP_TIMEOUT = 2.0
+
+
+async def _attempt(what: str, step: Callable[[], Awaitable[object]]) -> bool:
+    try:
+        await asyncio.wait_for(step(), CLOSE_STEP_TIMEOUT)
+    except Exception as exc:  # whatever aiortc raises here, closing goes on
+        log.debug("closing the peer connection: %s failed: %r", what, exc)
+        return False
+    return True
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close ``pc`` and every transport it holds; never raises (failures are logged at debug).
+
+    ``close()`` stops its parts in order and gives up at the first that raises (an offer with an
+    empty ``a=mid:`` leaves the SCTP transport without a DTLS transport), leaving the ICE sockets
+    open; a second ``close()`` then waits forever. So it is called once, with a time limit, and
+    whatever it did not reach is stopped one public transport object at a time.
+    """
+    if await _attempt("close()", pc.close):
+        return
+    for transceiver in pc.getTransceivers():
+        await _attempt("a transceiver", transceiver.stop)
+    dtls = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        await _attempt("the SCTP transport", pc.sctp.stop)
+        dtls.append(pc.sctp.transport)
+    for transport in dtls:
+        if transport is None:
+            continue
+        await _attempt("a DTLS transport", transport.stop)
+        await _attempt("an ICE transport", transport.transport.stop)
+    pc.remove_all_listeners()
 
 
 # --- logging --------------------------------------------------------------------------

@@ -65,6 +65,8 @@ class Peer:
     them) or into hubs of their own. ``closed()`` returns the reason the peer ended; ``error`` is
     that reason when the end was abnormal. The peer never stops the tracks it sends: their owner does.
 
+    ``on_data_channel`` is called with each channel the far side opens, once it is open.
+
     ``turn_tls_ca`` is a PEM CA bundle that a ``turns:`` server's certificate must chain to,
     instead of the system's trust store (which ``SSL_CERT_FILE`` can replace); verification
     and the host-name check stay on either way. Bad settings raise ``ConfigurationError``.
@@ -83,6 +85,7 @@ class Peer:
         turn_tls_ca: str | os.PathLike[str] | None = None,
         audio_hub: StreamHub[av.AudioFrame] | None = None,
         video_hub: StreamHub[av.VideoFrame] | None = None,
+        on_data_channel: Callable[[DataChannel], None] | None = None,
     ) -> None:
         self.options = PeerOptions(relay_only=relay_only, gather_timeout=gather_timeout,
                                    liveness_timeout=liveness_timeout, stats_interval=stats_interval,
@@ -109,6 +112,7 @@ class Peer:
         self._channels: dict[str, DataChannel] = {}
         self._remote_candidates: list[RTCIceCandidate] = []
         self._expected_close: str | None = None
+        self._on_data_channel = on_data_channel
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
@@ -151,7 +155,10 @@ class Peer:
         self, sdp: str, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None
     ) -> str:
         """Answer a far side's offer (the answerer's role) sending ``audio``/``video`` on the
-        offered transceivers of their kind; return the complete answer SDP."""
+        offered transceivers of their kind; return the complete answer SDP.
+
+        ``SdpError`` if the offer cannot be applied or answered, ``IceFailedError`` if gathering fails.
+        """
         self._set_state("connecting")
         await self._set_remote(sdp, "offer")
         for transceiver in self._pc.getTransceivers():
@@ -160,7 +167,12 @@ class Peer:
                 transceiver.sender.replaceTrack(track)
                 transceiver.direction = "sendrecv"
             self._prefer_codecs(transceiver, transceiver.kind)
-        await self._set_local(await self._pc.createAnswer())
+        try:
+            await self._set_local(await self._pc.createAnswer())
+        except IceFailedError:
+            raise
+        except Exception as exc:  # aiortc accepts some offers it then breaks on (AttributeError...)
+            raise SdpError(f"the offer could not be answered: {_reason(exc)}") from exc
         await self._flush_remote_candidates()
         return self._local_sdp()
 
@@ -208,7 +220,7 @@ class Peer:
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         except Exception as exc:  # aiortc raises ValueError, KeyError, InvalidStateError...
-            raise SdpError(f"the {kind} SDP could not be applied: {exc or type(exc).__name__}") from exc
+            raise SdpError(f"the {kind} SDP could not be applied: {_reason(exc)}") from exc
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
         connections = self._bound_gathering()
@@ -276,7 +288,10 @@ class Peer:
                 _aiortc.set_jitter_buffer(receiver, JitterBuffer(capacity=16, prefetch=self.audio_jitter_frames))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        self._channels[channel.label] = DataChannel(channel)
+        # aiortc emits "datachannel" once the channel is open.
+        wrapped = self._channels[channel.label] = DataChannel(channel)
+        if self._on_data_channel is not None:
+            self._on_data_channel(wrapped)
 
     def data_channel(self, label: str) -> DataChannel | None:
         """The channel with this label, created here or opened by the far side."""
@@ -416,7 +431,12 @@ class Peer:
             await asyncio.gather(self._watchdog, return_exceptions=True)
         for transceiver in self._pc.getTransceivers():
             transceiver.sender.replaceTrack(None)  # aiortc's sender would stop the track: it is not ours
-        await self._pc.close()
+        await _aiortc.close_peer_connection(self._pc)  # a bad offer can leave it half-built
 
     def _set_state(self, state: PeerState) -> None:
         self.state = state
+
+
+def _reason(exc: Exception) -> str:
+    # aiortc's messages can quote the whole SDP; some exceptions have none.
+    return str(exc)[:200] or type(exc).__name__

@@ -1,4 +1,4 @@
-"""The far side of a local Orga call: an aiortc peer that echoes the caller's voice.
+"""The far side of a local Orga call: an engine peer that echoes the caller's voice.
 
 It plays the part of the Orga assistant honestly: it speaks the protocol's data-channel events,
 plays the caller's own audio back after a delay, counts the video it receives, and, when asked
@@ -9,18 +9,20 @@ understand it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import av
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcdatachannel import RTCDataChannel
 
-from ..errors import ConfigurationError, SdpError
+from ..engine.datachannel import DataChannel, Message
+from ..engine.ice import IceServerEntry
+from ..engine.peer import Peer
+from ..media.streams import Subscription
+from ..errors import ConfigurationError, PeerConnectionError, SessionEndedError
 from ..orga.events import (
     CONVERSATION_CREATED,
     INPUT_TRANSCRIPTION_COMPLETED,
@@ -31,7 +33,6 @@ from ..orga.events import (
 from ..orga.params import SessionParams
 from ..orga.routes import DATA_CHANNEL_LABEL
 from ._json_api import ApiError, decode_json
-from ._pc_close import close_peer_connection
 from ._session import SESSION_UPDATE_FIELDS, apply_fields, new_id, session_object
 from ._speech import SpeechBurstDetector
 from .echo_track import DelayedEchoTrack
@@ -47,19 +48,19 @@ def error_message(code: str, message: str) -> dict[str, Any]:
 
 
 class EchoCall:
-    """One call answered by the echo assistant over its own ``RTCPeerConnection``.
+    """One call answered by the echo assistant, over an engine ``Peer`` in the answerer's role.
 
     Counters (``audio_frames_received``, ``video_frames_received``, ``messages_received``,
-    ``audio_frames_sent``) let tests check what crossed the wire. The call closes itself when the
-    connection fails or closes, or never connects within ``connect_timeout``; ``on_closed`` then
-    runs once.
+    ``audio_frames_sent``) let tests check what crossed the wire. The call closes itself when its
+    peer ends (the caller hung up or went silent, ICE failed) or never connects within
+    ``connect_timeout``; ``on_closed`` then runs once.
     """
 
     def __init__(
         self,
         params: SessionParams,
         *,
-        ice_servers: Sequence[RTCIceServer] = (),
+        ice_servers: Iterable[IceServerEntry] = (),
         echo_delay: float = 0.2,
         connect_timeout: float = 30.0,
         on_closed: Callable[[EchoCall], None] | None = None,
@@ -67,24 +68,17 @@ class EchoCall:
         self.conversation_id = new_id("conv")
         self.session_id = new_id("sess")
         self.params = params
-        self.audio_frames_received = 0
-        self.video_frames_received = 0
         self.messages_received = 0
         self.transcripts_sent = 0
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
-        # An explicit list, never None: aiortc falls back to Google's STUN server otherwise.
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+        self._peer = Peer(ice_servers, on_data_channel=self._on_data_channel)
         self._echo = DelayedEchoTrack(echo_delay)
-        self._channel: RTCDataChannel | None = None
+        self._channel: DataChannel | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connected = asyncio.Event()
         self._closed = asyncio.Event()
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
-        self._pc.on("track", self._on_track)
-        self._pc.on("datachannel", self._on_datachannel)
-        self._pc.on("connectionstatechange", self._on_connection_state)
 
     def __repr__(self) -> str:
         return f"EchoCall({self.conversation_id!r}, state={self.connection_state!r})"
@@ -95,9 +89,24 @@ class EchoCall:
         return session_object(self.session_id, self.params)
 
     @property
+    def peer(self) -> Peer:
+        """The engine peer answering the call: its state, stats and data channels."""
+        return self._peer
+
+    @property
     def connection_state(self) -> str:
-        """The peer connection's ``connectionState``."""
-        return self._pc.connectionState
+        """The peer's state: ``new``, ``connecting``, ``connected``, ``closed`` or ``failed``."""
+        return self._peer.state
+
+    @property
+    def audio_frames_received(self) -> int:
+        """Audio frames decoded from the caller so far."""
+        return self._peer.audio.frames_received
+
+    @property
+    def video_frames_received(self) -> int:
+        """Video frames decoded from the caller so far."""
+        return self._peer.video.frames_received
 
     @property
     def audio_frames_sent(self) -> int:
@@ -117,23 +126,17 @@ class EchoCall:
     async def answer(self, offer_sdp: str) -> str:
         """Apply the caller's offer and return the answer SDP, its ICE candidates gathered.
 
-        Raises ``SdpError`` when aiortc cannot parse or negotiate the offer; the caller then
-        closes the call.
+        Raises ``SdpError`` when aiortc cannot parse or answer the offer (``IceFailedError`` when
+        gathering fails); the caller then closes the call.
         """
-        try:
-            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            if any(t.kind == "audio" for t in self._pc.getTransceivers()):
-                # Fills the offered audio transceiver, so the answer says sendrecv.
-                self._pc.addTrack(self._echo)
-            answer = await self._pc.createAnswer()
-            await self._pc.setLocalDescription(answer)  # waits for ICE gathering: non-trickle
-        except Exception as exc:  # aiortc raises ValueError, AssertionError, AttributeError…
-            raise SdpError(f"the offer could not be applied: {str(exc)[:200] or type(exc).__name__}") from exc
-        self._spawn(self._close_unless_connected())
-        return self._pc.localDescription.sdp
+        # Subscribed before answering, so that no frame arrives unheard.
+        self._spawn(self._echo_audio(self._peer.audio.hub.subscribe(maxsize=100)))
+        answer = await self._peer.accept_offer(offer_sdp, audio=self._echo)
+        self._spawn(self._close_when_peer_ends())
+        return answer
 
     async def close(self) -> None:
-        """Stop every task and the peer connection; safe to call more than once, never raises."""
+        """Stop every task and the peer; safe to call more than once, never raises."""
         if self._closing:
             await self._closed.wait()
             return
@@ -144,8 +147,8 @@ class EchoCall:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._peer.close("closed by the server")
             self._echo.stop()
-            await close_peer_connection(self._pc)
         finally:
             self._closed.set()
             log.debug("call %s closed", self.conversation_id)
@@ -156,110 +159,90 @@ class EchoCall:
         """Return once the call has closed."""
         await self._closed.wait()
 
-    # --- peer connection events ------------------------------------------------------
+    # --- the peer --------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _schedule_close(self) -> None:
+    async def _close_when_peer_ends(self) -> None:
+        try:
+            await self._peer.wait_connected(self._connect_timeout)
+        except PeerConnectionError as exc:
+            log.info("call %s did not connect: %s", self.conversation_id, exc)
+        else:
+            await self._peer.closed()
         # Not one of self._tasks: close() cancels those, and must not cancel itself.
         if not self._closing and self._close_task is None:
             self._close_task = asyncio.ensure_future(self.close())
 
-    def _on_connection_state(self) -> None:
-        state = self._pc.connectionState
-        log.debug("call %s connection %s", self.conversation_id, state)
-        if state == "connected":
-            self._connected.set()
-        elif state in ("failed", "closed"):
-            self._schedule_close()
-
-    async def _close_unless_connected(self) -> None:
-        try:
-            await asyncio.wait_for(self._connected.wait(), self._connect_timeout)
-        except asyncio.TimeoutError:
-            log.info("call %s did not connect within %.0f s; closing it", self.conversation_id, self._connect_timeout)
-            self._schedule_close()
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self._spawn(self._consume_audio(track))
-        elif track.kind == "video":
-            self._spawn(self._count_video(track))
-
-    def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        if channel.label != DATA_CHANNEL_LABEL:
+    def _on_data_channel(self, channel: DataChannel) -> None:
+        if channel.label != DATA_CHANNEL_LABEL or self._channel is not None:
             log.debug("call %s ignores data channel %r", self.conversation_id, channel.label)
             return
         self._channel = channel
-        channel.on("message", self._on_message)
-        # aiortc emits "datachannel" once the channel is open, so the greeting can go now.
-        self._send({"type": SESSION_CREATED, "session": self.session})
-        self._send({"type": CONVERSATION_CREATED, "conversation": {"id": self.conversation_id}})
+        self._spawn(self._converse(channel))
 
     # --- media -----------------------------------------------------------------------
 
-    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+    async def _echo_audio(self, frames: Subscription[av.AudioFrame]) -> None:
         rate = self._echo.sample_rate
         resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
         speech = SpeechBurstDetector()
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                break
-            assert isinstance(frame, av.AudioFrame)  # an audio track's frames
-            self.audio_frames_received += 1
-            arrived_at = time.monotonic()
-            for mono in resampler.resample(frame):
-                pcm = mono.to_ndarray().reshape(-1)
-                self._echo.push(pcm, arrived_at)
-                burst = speech.feed(pcm, rate)
-                if burst is not None:
-                    self._send_transcript(burst)
+        with contextlib.suppress(SessionEndedError):  # the peer failed: what was heard still counts
+            async for frame in frames:
+                arrived_at = time.monotonic()
+                for mono in resampler.resample(frame):
+                    pcm = mono.to_ndarray().reshape(-1)
+                    self._echo.push(pcm, arrived_at)
+                    burst = speech.feed(pcm, rate)
+                    if burst is not None:
+                        await self._send_transcript(burst)
         burst = speech.flush()
         if burst is not None:
-            self._send_transcript(burst)
-
-    async def _count_video(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                await track.recv()
-            except MediaStreamError:
-                return
-            self.video_frames_received += 1
+            await self._send_transcript(burst)
 
     # --- data channel ----------------------------------------------------------------
 
-    def _send(self, message: dict[str, Any]) -> None:
-        if self._channel is not None and self._channel.readyState == "open":
-            self._channel.send(json.dumps(message))
+    async def _converse(self, channel: DataChannel) -> None:
+        await self._send({"type": SESSION_CREATED, "session": self.session})
+        await self._send({"type": CONVERSATION_CREATED, "conversation": {"id": self.conversation_id}})
+        with contextlib.suppress(SessionEndedError):
+            async for message in channel.messages():
+                await self._send(self._on_message(message))
 
-    def _send_transcript(self, seconds: float) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._channel is None:
+            return
+        try:
+            await self._channel.send(json.dumps(message))
+        except PeerConnectionError:  # the channel closed: the caller is gone
+            log.debug("call %s dropped a %s event: the data channel is closed",
+                      self.conversation_id, message.get("type"))
+
+    async def _send_transcript(self, seconds: float) -> None:
         if not self.params.return_transcription:
             return
         # Placeholders that say what happened: this assistant hears energy, not words.
         transcript = f"({seconds:.1f} s of speech)"
         heard = {"type": INPUT_TRANSCRIPTION_COMPLETED, "item_id": new_id("item"), "content_index": 0}
-        self._send({**heard, "transcript": transcript})
+        await self._send({**heard, "transcript": transcript})
         reply = f"echo: {transcript}"
         content = [{"type": "text", "text": reply}]
         item = {"id": new_id("item"), "type": "message", "role": "assistant", "content": content}
-        self._send({"type": RESPONSE_OUTPUT_ITEM_DONE, "text": reply, "item": item})
+        await self._send({"type": RESPONSE_OUTPUT_ITEM_DONE, "text": reply, "item": item})
         self.transcripts_sent += 1
 
-    def _on_message(self, message: str | bytes) -> None:
+    def _on_message(self, message: Message) -> dict[str, Any]:
         self.messages_received += 1
         try:
-            reply = self._reply_to(message)
+            return self._reply_to(message)
         except Exception:  # a bad message must never take the call down
             log.exception("call %s failed to handle a client message", self.conversation_id)
-            reply = error_message("internal_error", "the message could not be handled")
-        self._send(reply)
+            return error_message("internal_error", "the message could not be handled")
 
-    def _reply_to(self, message: str | bytes) -> dict[str, Any]:
+    def _reply_to(self, message: Message) -> dict[str, Any]:
         if isinstance(message, bytes):
             return error_message("unsupported_message", "binary messages are not supported; send JSON text")
         try:

@@ -165,11 +165,6 @@ class LocalOrbitServer(Listener):
         """Ids of the calls whose ring timer runs."""
         return self._lifecycle.ringing
 
-    @property
-    def _ringing(self) -> frozenset[str]:
-        # Kept for tests/test_orbit_signalling.py until it reads ``ringing``.
-        return self.ringing
-
     def connections(self, user_id: str) -> int:
         """How many event WebSockets ``user_id`` has open."""
         return self._sockets.count(user_id)

@@ -22,7 +22,6 @@ from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
-from aiortc import RTCIceServer
 
 from .._redact import redact
 from ..errors import ConfigurationError, SdpError
@@ -56,10 +55,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the SDK's own "x@y.z" chec
 def generate_api_key() -> str:
     """A fresh random API key, ``orga_local_…``."""
     return API_KEY_PREFIX + secrets.token_urlsafe(24)
-
-
-def _rtc_ice_servers(servers: Iterable[IceServer]) -> list[RTCIceServer]:
-    return [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in servers]
 
 
 class LocalOrgaServer(Listener):
@@ -266,7 +261,7 @@ class LocalOrgaServer(Listener):
             raise ApiError(400, exc.code, exc.message) from exc
         call = EchoCall(
             call_request.params,
-            ice_servers=_rtc_ice_servers(self._ice_servers_for(claims.subject)),
+            ice_servers=self._ice_servers_for(claims.subject),
             echo_delay=self.echo_delay,
             connect_timeout=self._connect_timeout,
             on_closed=self._forget,
