@@ -26,7 +26,6 @@ from peerbot.cli.orbit_target import OrbitTarget, orbit_target
 
 HELLO = Path(__file__).resolve().parent.parent / "samples" / "hello.wav"
 DEMO_SECONDS = 5.0  # the greeting is about 4 s
-WAIT_FOR_A_RING = 7 * 24 * 3600.0  # answer() takes a number of seconds: "until Ctrl-C" is a week
 
 
 async def take_call(target: OrbitTarget, args: argparse.Namespace, number: int) -> None:
@@ -34,7 +33,7 @@ async def take_call(target: OrbitTarget, args: argparse.Namespace, number: int) 
     partial = args.record_dir / f".call-{number}.wav"  # the id is known only once answered
     greeting = peerbot.media.File(args.greeting) if args.greeting else peerbot.media.Silence()
     try:
-        async with peerbot.orbit.answer(greeting, ring_timeout=WAIT_FOR_A_RING, record=partial,
+        async with peerbot.orbit.answer(greeting, ring_timeout=None, record=partial,
                                         **target.call_kwargs) as call:
             answered = time.monotonic()
             caller = await caller_name(target, call.call_id or "")

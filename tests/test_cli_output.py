@@ -37,6 +37,11 @@ def test_call_json_is_one_object_on_stdout_with_the_summary_and_humans_read_stde
     assert summary["audio_seconds_received"] > 2 and summary["audio_frames_received"] > 100
     assert summary["video_frames_received"] == 0  # Orga sends no video
     assert summary["mos"] > 3 and summary["rtt_ms"] is not None and summary["loss_percent"] < 5
+    # Transport bytes: at least the RTP headers of the packets counted, both ways.
+    assert summary["bytes_sent"] > 12 * summary["packets_sent"]
+    assert summary["bytes_received"] > 12 * summary["packets_received"]
+    assert summary["reconnects"] == 0 and summary["outage_seconds"] == 0
+    assert "reconnects: none" in result.stderr
     assert "Call ended after" in result.stderr and "Call ended" not in result.stdout
 
 
@@ -52,8 +57,8 @@ def test_orbit_answer_json_names_the_call_and_counts_what_was_received():
 
 def test_help_documents_every_json_field():
     result = subprocess.run([*PEERBOT, "orbit", "call", "--help"], capture_output=True, text=True, timeout=30, env=ENV)
-    fields = ("command", "exit_status", "end_reason", "call_id", "duration_s", "packets_sent", "bytes_received",
-              "audio_seconds_received", "video_frames_received", "loss_percent", "jitter_ms", "rtt_ms", "mos",
+    fields = ("command", "exit_status", "end_reason", "call_id", "duration_s", "packets_sent", "bytes_sent",
+              "bytes_received", "reconnects", "outage_seconds", "audio_seconds_received", "video_frames_received", "loss_percent", "jitter_ms", "rtt_ms", "mos",
               "recording")
     assert all(name in result.stdout for name in fields)
 

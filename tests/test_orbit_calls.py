@@ -99,6 +99,18 @@ async def test_unanswered_call_is_missed_after_the_ring_timeout(bed):
     assert info.value.outcome in ("missed", "no_answer")
 
 
+async def test_answer_with_no_ring_timeout_waits_until_a_call_comes_and_takes_it(bed):
+    alice, bob = await bed.participant("alice"), await bed.participant("bob")
+    answering = asyncio.create_task(_enter(orbit.answer(Tone(700), ring_timeout=None, **bob.kwargs)))
+    await asyncio.sleep(2.0)
+    assert not answering.done()  # still waiting, with no limit to give up at
+    async with orbit.call(bob.user_id, Tone(500), **alice.kwargs) as caller:
+        callee = await asyncio.wait_for(answering, 10)
+        assert callee.call_id == caller.call_id
+        assert abs(await heard_tone(callee) - 500) < 5
+        await callee.close()
+
+
 async def test_metrics_are_submitted_every_interval(bed):
     alice, bob = await bed.participant("alice"), await bed.participant("bob")
     answering = asyncio.create_task(_enter(orbit.answer(Tone(700), **bob.kwargs)))

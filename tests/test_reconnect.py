@@ -11,8 +11,9 @@ import pytest
 
 from peerbot import orbit, orga
 from peerbot.engine.impairment import Blackout
+from peerbot.engine.peer import Peer
 from peerbot.errors import SessionEndedError
-from peerbot.orga.events import CallRecreated
+from peerbot.orga.events import CallRecreated, SessionUpdated
 from peerbot.media import Tone
 
 from media_checks import dominant_frequency
@@ -70,12 +71,41 @@ async def test_orga_session_gives_up_after_its_reconnect_attempts_with_the_reaso
             await audio.__anext__()
             with Blackout(session.peer):
                 await server.stop()  # signalling is gone too: re-creating the call cannot work
+                old_peer = session.peer
+                await asyncio.wait_for(_until(lambda: old_peer.ended, step=0.01), 10)
+                updating = asyncio.create_task(session.update(instructions="anyone there?"))
                 with pytest.raises(SessionEndedError, match="2 reconnect attempts failed") as info:
                     await asyncio.wait_for(_drain(audio), 20)
+            with pytest.raises(SessionEndedError, match="2 reconnect attempts failed"):
+                await asyncio.wait_for(updating, 5)  # it waited for the reconnection, which failed
+            with pytest.raises(SessionEndedError, match="has ended"):
+                await session.update(instructions="still there?")
     finally:
         await server.stop()
     assert "silent" in info.value.reason and session.state == "failed"
+    assert session.error == session.end_reason == info.value.reason
     assert session.stats().reconnects == 0
+
+
+async def test_orga_update_sent_as_the_connection_is_lost_waits_and_reaches_the_recreated_call(orga_kwargs):
+    async with orga.connect(Tone(440), **FAST, **orga_kwargs) as session:
+        events = session.events()
+        first_conversation, old_peer = session.conversation_id, session.peer
+        with Blackout(old_peer):
+            # The moment the peer is declared lost: its data channel is dead, the new one not there yet.
+            await asyncio.wait_for(_until(lambda: old_peer.ended, step=0.01), 10)
+            assert session.state == "reconnecting"
+            await asyncio.wait_for(session.update(instructions="after the outage", voice="coral"), 15)
+            sent_on = session.conversation_id
+        seen = []
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, SessionUpdated):
+                break
+    assert sent_on != first_conversation and session.reconnects == 1
+    recreated = next(i for i, e in enumerate(seen) if isinstance(e, CallRecreated))
+    assert recreated < len(seen) - 1  # session.updated came from the re-created call
+    assert seen[-1].session["instructions"] == "after the outage" and seen[-1].session["voice"] == "coral"
 
 
 @pytest.fixture
@@ -105,6 +135,45 @@ async def test_orbit_call_renegotiates_over_the_same_call_after_an_outage_and_au
     assert stats.reconnects == 1 and stats.outage_seconds > FAST["liveness_timeout"]
     await asyncio.wait_for(callee.closed(), 10)
     assert caller.state == callee.state == "closed"
+
+
+async def test_orbit_call_gives_up_after_its_reconnect_attempts_when_the_far_side_never_answers_again(bed):
+    alice, bob = await bed.participant("alice"), await bed.participant("bob")
+    # Bob answers once, by hand, then his network goes dark and he never answers a new offer.
+    async with orbit.OrbitUser(bob.base_url, bob.token, bob.client_id) as user, user.events() as bob_events:
+        placing = asyncio.create_task(_enter(orbit.call(bob.user_id, Tone(440), reconnect_attempts=2,
+                                                        connect_timeout=2, **FAST, **alice.kwargs)))
+        incoming = await bob_events.wait_for("call:incoming")
+        await user.calls.accept(incoming.call_id)
+        offer = await bob_events.wait_for("call:offer")
+        bob_peer = Peer()
+        try:
+            answer = await bob_peer.accept_offer(offer.data["sdp"], audio=Tone(880))
+            await user.calls.submit_answer(incoming.call_id, answer)
+            caller = await asyncio.wait_for(placing, 10)
+            heard = caller.audio_frames(sample_rate=16000, channels=1)
+            assert abs(await tone_of(heard) - 880) < 5
+            with Blackout(bob_peer):
+                with pytest.raises(SessionEndedError, match="2 reconnect attempts failed") as info:
+                    await asyncio.wait_for(_drain(heard), 30)
+            offers = [e async for e in _pending(bob_events, "call:offer")]
+        finally:
+            await bob_peer.close()
+    print(f"\nalice gave up: {info.value.reason}")
+    assert "silent" in info.value.reason and "sent no answer" in info.value.reason
+    assert caller.state == "failed" and caller.error == info.value.reason
+    assert caller.stats().reconnects == 0
+    assert len(offers) == 2  # one new offer per attempt, each unanswered
+    assert bed.server.calls[caller.call_id].status == "ended"  # alice hung up on giving up: bob is told
+
+
+async def _pending(events, kind: str):
+    """The ``kind`` events already received and not yet read."""
+    while True:
+        try:
+            yield await events.wait_for(kind, timeout=0.5)
+        except TimeoutError:
+            return
 
 
 async def _until(condition, step: float = 0.1) -> None:

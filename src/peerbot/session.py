@@ -22,7 +22,7 @@ from .engine.ice import IceServerEntry
 from .engine.options import PeerOptions, count, positive_seconds
 from .engine.peer import Peer
 from .engine.stats import CallStats
-from .errors import ConfigurationError, SessionStateError
+from .errors import ConfigurationError, SessionEndedError, SessionStateError
 from .media.frames import AudioFrame, VideoFrame
 from .media.recorder import Recorder, check_record_path
 from .media.source import MediaSource, track_of
@@ -83,6 +83,7 @@ class PeerSession:
         self.end_reason: str | None = None
         self._entered = False
         self._reconnecting = False
+        self._live = asyncio.Event()  # set while the current peer is connected and not known lost
         self._final_state: SessionState | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._teardown: asyncio.Task[None] | None = None
@@ -113,6 +114,7 @@ class PeerSession:
         except BaseException as exc:
             await self._shutdown(f"set-up failed: {exc or type(exc).__name__}", error=True)
             raise
+        self._live.set()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"peerbot-{type(self).__name__}-supervisor")
 
     async def close(self) -> None:
@@ -137,6 +139,9 @@ class PeerSession:
         if self._final_state is not None:
             return self._final_state
         if self._reconnecting:
+            return "reconnecting"
+        lost = self.peer is not None and self.peer.error is not None and self._supervisor is not None
+        if lost and self.reconnect.enabled and self._teardown is None:  # the supervisor is about to rebuild it: no "failed" blip
             return "reconnecting"
         if self.peer is None:
             return "connecting" if self._entered else "new"
@@ -210,6 +215,31 @@ class PeerSession:
             raise SessionStateError(f"the {type(self).__name__} has not started: use `async with`"
                                     " (or await start()) before reading from it")
 
+    async def _wait_for_connection(self) -> Peer:
+        """The current peer once it is connected: at once, or after a reconnection in progress.
+
+        Raises ``SessionEndedError`` if the session ends first (it was closed, or reconnecting
+        failed); the wait is bounded by the reconnect policy, since a failed reconnection ends it.
+        """
+        self._require_started()
+        while True:
+            if self._teardown is not None:
+                raise SessionEndedError(f"the {type(self).__name__} has ended: {self.end_reason or 'it is closing'}")
+            peer = self.peer
+            if self._live.is_set() and peer is not None and not peer.ended:
+                return peer
+            if self._live.is_set() and peer is not None:
+                # Lost, and the supervisor has yet to notice: it does once the peer is closed.
+                await peer.closed()
+                await asyncio.sleep(0)
+                continue
+            live, ended = asyncio.ensure_future(self._live.wait()), asyncio.ensure_future(self._torn_down.wait())
+            try:
+                await asyncio.wait({live, ended}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                live.cancel()
+                ended.cancel()
+
     def _require_peer(self) -> Peer:
         self._require_started()
         if self.peer is None:
@@ -236,6 +266,7 @@ class PeerSession:
         while True:
             peer = self._require_peer()
             reason = await peer.closed()
+            self._live.clear()
             if self._teardown is not None:
                 return
             if not await self._is_outage(peer):
@@ -244,6 +275,7 @@ class PeerSession:
             if self.reconnect.enabled:
                 failure = await self._recover(peer)
                 if failure is None:
+                    self._live.set()
                     continue
                 reason = failure
             await self._shutdown(reason, error=True)

@@ -19,7 +19,7 @@ from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
 from .live import Received, count_audio, hold, play
-from .options import add_media_options, open_media
+from .options import add_media_options, add_reconnect_option, open_media
 from .signals import HangUpSignal, Interrupted
 from .summary import JSON_HELP, CallSummary
 
@@ -30,6 +30,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("call", help="hold an Orga realtime session (embedded server when ORGA_API_KEY is unset)",
                             epilog=f"{EXIT_STATUS}\n\n{JSON_HELP}", formatter_class=argparse.RawDescriptionHelpFormatter)
     add_media_options(p)
+    add_reconnect_option(p)
     p.add_argument("--ice-server", action="append", metavar="JSON|URL",
                    help='ICE server instead of the service\'s, e.g. stun:host:3478 or {"urls": …} (repeatable)')
     p.add_argument("--voice", default="alloy", choices=VOICES)
@@ -60,7 +61,7 @@ async def _call(args: argparse.Namespace) -> int:
             session = orga.connect(  # checks the settings: a bad one is refused before anything is printed
                 media.source, media.video, voice=args.voice, model=args.model, temperature=args.temperature,
                 instructions=args.instructions, return_transcription=args.transcripts, record=args.record,
-                **options, **target.connect_kwargs,
+                reconnect=args.reconnect, **options, **target.connect_kwargs,
             )
             console.print(f"Calling {target.description}")
             console.print(f"  sending audio: {args.source}   video: {args.video}")
@@ -79,7 +80,8 @@ async def _call(args: argparse.Namespace) -> int:
                 ending = await hold(session, got, started, console, hang_up, args.duration)
                 summary.duration_s = round(time.monotonic() - started, 3)
                 summary.add_stats(session.stats())
-                error, end_reason = (session.peer.error, session.peer.end_reason) if session.peer else (None, None)
+                # The session's, not its peer's: a reconnection replaces the peer. Taken before hanging up.
+                error, end_reason = session.error, session.end_reason
                 server_counts = _server_counts(target.server, session.conversation_id)
             finally:
                 for task in tasks:
@@ -110,6 +112,7 @@ async def _call(args: argparse.Namespace) -> int:
     console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames;"
                   f" events {dict(got.events) or 'none'}")
+    console.print(f"  {summary.reconnections()}")
     if server_counts:
         console.print(f"  server:   {server_counts}")
     if args.record:

@@ -27,6 +27,12 @@ def add_media_options(p: argparse.ArgumentParser) -> None:
                    help="print the end summary as one JSON object on stdout (the rest goes to stderr)")
 
 
+def add_reconnect_option(p: argparse.ArgumentParser) -> None:
+    """--no-reconnect: end the call at the first lost connection instead of rebuilding it."""
+    p.add_argument("--no-reconnect", dest="reconnect", action="store_false",
+                   help="end the call when its connection is lost (default: rebuild it, up to 3 attempts)")
+
+
 def seconds(text: str) -> float:
     """A positive, finite number of seconds (argparse type)."""
     try:

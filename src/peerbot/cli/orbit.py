@@ -20,7 +20,7 @@ from ..errors import CallNotConnectedError, ConfigurationError, PeerbotError
 from ..orbit import User
 from .call import EXIT_STATUS
 from .live import Received, count_audio, count_video, hold, play
-from .options import Media, add_media_options, open_media, seconds
+from .options import Media, add_media_options, add_reconnect_option, open_media, seconds
 from .signals import HangUpSignal, Interrupted
 from .summary import JSON_HELP, CallSummary
 
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from .orbit_target import OrbitTarget
 
 DEMO_CALLER = "demo-caller"
-# orbit.answer() takes a number of seconds, not None: waiting "until Ctrl-C" is waiting a week.
-WAIT_FOR_A_RING = 7 * 24 * 3600.0
 _LOCAL = ("Without ORBIT_SECRET_KEY (or with --local) a local Orbit-compatible server runs in this process"
           " and a demo user there plays back everything it hears, 0.3 s late: send a tone or a file"
           " (--play to listen) and you get your own audio back.")
@@ -62,6 +60,7 @@ def _add_common(p: argparse.ArgumentParser, *, ring_default: float | None, ring_
     p.add_argument("--as", dest="name", default="peerbot", metavar="NAME",
                    help="external id of the bot user this command acts as (upserted; default peerbot)")
     add_media_options(p)
+    add_reconnect_option(p)
     p.add_argument("--ring-timeout", type=seconds, default=ring_default, metavar="S", help=ring_help)
     p.add_argument("--metrics-interval", type=seconds, metavar="S", help="submit call quality every S seconds")
     p.add_argument("--local", action="store_true", help="use a local server even if ORBIT_SECRET_KEY is set")
@@ -95,7 +94,8 @@ async def _call(args: argparse.Namespace) -> int:
         console.print(f"Calling {_who(callee)}, {call_type} call")
         console.print(f"  sending audio: {args.source}   video: {args.video}")
         session = orbit.call(callee.id, media.source, media.video, type=call_type, ring_timeout=args.ring_timeout,
-                             metrics_interval=args.metrics_interval, record=args.record, **target.call_kwargs)
+                             metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
+                             **target.call_kwargs)
         return await _hold_call(session, args, console, hang_up, media, target, callee.external_id, summary)
 
 
@@ -130,8 +130,9 @@ async def _answer(args: argparse.Namespace) -> int:
         console.print(f"Waiting for {'call ' + args.call_id if args.call_id else 'a call'}{wait}")
         console.print(f"  answering with audio: {args.source}   video: {args.video}")
         session = orbit.answer(media.source, media.video, call_id=args.call_id,
-                               ring_timeout=args.ring_timeout or WAIT_FOR_A_RING,
-                               metrics_interval=args.metrics_interval, record=args.record, **target.call_kwargs)
+                               ring_timeout=args.ring_timeout,  # None (no --ring-timeout): wait until Ctrl-C
+                               metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
+                               **target.call_kwargs)
         return await _hold_call(session, args, console, hang_up, media, target, None, summary)
 
 
@@ -155,7 +156,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         return summary.finish(args.json)
     except TimeoutError:
         if session.call_id is None:  # the wait for call:incoming, so --ring-timeout was given
-            summary.end_reason = f"no call came within {args.ring_timeout or WAIT_FOR_A_RING:g} s"
+            summary.end_reason = f"no call came within {args.ring_timeout:g} s"
         else:
             summary.end_reason = f"not connected: set-up of call {session.call_id} timed out"
         console.print(f"Call {summary.end_reason}" if session.call_id else summary.end_reason.capitalize())
@@ -185,8 +186,9 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         ending = await hold(session, got, started, console, hang_up, args.duration)
         summary.duration_s = round(time.monotonic() - started, 3)
         summary.add_stats(session.stats())
-        # Taken before hanging up: how the far side leaves after that is moot.
-        error, end_reason = (session.peer.error, session.peer.end_reason) if session.peer else (None, None)
+        # Taken before hanging up: how the far side leaves after that is moot. The session's, not
+        # its peer's: a reconnection replaces the peer.
+        error, end_reason = session.error, session.end_reason
     finally:
         for task in tasks:
             task.cancel()
@@ -204,6 +206,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames{video}")
     console.print(f"  heard:    {got.heard()}")
+    console.print(f"  {summary.reconnections()}")
     if target.server is not None:
         console.print(f"  server:   call {session.call_id} {target.server.calls[session.call_id].status}")
     if args.metrics_interval:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the engine (aiortc) loads only when a call is made
+    from ..engine.stats import CallStats
 
 JSON_HELP = """\
 --json prints one JSON object on stdout when the command ends (the human output goes to stderr):
@@ -13,8 +16,9 @@ JSON_HELP = """\
   end_reason           why the call ended, as the human summary says it
   call_id              the Orga conversation id or the Orbit call id (null if none was made)
   duration_s           seconds from connected to hung up (null if it never connected)
-  packets_sent, packets_received, packets_lost   RTP packet counters
-  bytes_sent, bytes_received                      transport bytes (null where not counted)
+  packets_sent, packets_received, packets_lost   RTP packet counters of the current connection
+  bytes_sent, bytes_received                      transport bytes of the current connection
+  reconnects, outage_seconds                      connections rebuilt after an outage, seconds without media
   audio_seconds_received, audio_frames_received, video_frames_received
   loss_percent, jitter_ms, rtt_ms, mos            the last quality figures (rtt_ms, mos may be null)
   recording            the --record path, or null"""
@@ -32,7 +36,7 @@ class CallSummary:
     packets_sent: int = 0
     packets_received: int = 0
     packets_lost: int = 0
-    bytes_sent: int | None = None
+    bytes_sent: int | None = None  # null when the call never connected
     bytes_received: int | None = None
     audio_seconds_received: float = 0.0
     audio_frames_received: int = 0
@@ -41,13 +45,21 @@ class CallSummary:
     jitter_ms: float = 0.0
     rtt_ms: float | None = None
     mos: float | None = None
+    reconnects: int = 0
+    outage_seconds: float = 0.0
     recording: str | None = None
 
-    def add_stats(self, stats: Any) -> None:
-        """Fold in a ``CallStats`` snapshot."""
-        for name in ("packets_sent", "packets_received", "packets_lost", "loss_percent", "jitter_ms", "rtt_ms",
-                     "mos", "bytes_sent", "bytes_received"):
-            setattr(self, name, getattr(stats, name, getattr(self, name)))  # bytes_*: where the engine counts them
+    def add_stats(self, stats: CallStats) -> None:
+        """Fold in a session's ``stats()`` snapshot."""
+        for name in ("packets_sent", "packets_received", "packets_lost", "bytes_sent", "bytes_received",
+                     "loss_percent", "jitter_ms", "rtt_ms", "mos", "reconnects", "outage_seconds"):
+            setattr(self, name, getattr(stats, name))
+
+    def reconnections(self) -> str:
+        """The human summary's line about rebuilt connections."""
+        if not self.reconnects:
+            return "reconnects: none"
+        return f"reconnects: {self.reconnects}, {self.outage_seconds:.1f} s without media"
 
     def add_received(self, got: Any) -> None:
         """Fold in what the command counted (``live.Received``)."""

@@ -19,16 +19,19 @@ _VIDEO_CLOCK = 90000
 
 @dataclass(frozen=True)
 class CallStats:
-    """A snapshot of a call's quality; rates over the last interval, packet counters since the
-    current connection started. ``reconnects`` counts connections rebuilt after an outage and
-    ``outage_seconds`` the time without media they cost, from the last packet heard to the new
-    connection (both 0 for a bare ``Peer``)."""
+    """A snapshot of a call's quality; rates over the last interval, packet and byte counters
+    (``bytes_*``: the transport's, RTP with RTCP and DTLS) since the current connection started.
+    ``reconnects`` counts connections rebuilt after an outage and ``outage_seconds`` the time
+    without media they cost, from the last packet heard to the new connection (both 0 for a bare
+    ``Peer``)."""
 
     bitrate_in_kbps: float = 0.0
     bitrate_out_kbps: float = 0.0
     packets_sent: int = 0
     packets_received: int = 0
     packets_lost: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
     loss_percent: float = 0.0
     remote_loss_percent: float = 0.0
     jitter_ms: float = 0.0
@@ -70,15 +73,16 @@ class StatsTracker:
         clocks = {"audio": _AUDIO_CLOCK, "video": _VIDEO_CLOCK, **(clock_rates or {})}
         now = time.monotonic()
         bytes_in = bytes_out = 0
+        transport_packets: int | None = None  # kept as it was when a report has no transport
         sent = received = lost = 0
         jitter_ms = 0.0
         rtts: list[float] = []
         remote_fraction: list[float] = []
         for stat in report.values():
             kind = stat.type
-            if kind == "transport":
-                bytes_in, bytes_out = stat.bytesReceived, stat.bytesSent
-                self.transport_packets_received = stat.packetsReceived
+            if kind == "transport":  # one per transport: several when the far side does not bundle
+                bytes_in, bytes_out = bytes_in + stat.bytesReceived, bytes_out + stat.bytesSent
+                transport_packets = (transport_packets or 0) + stat.packetsReceived
             elif kind == "inbound-rtp":
                 received += stat.packetsReceived
                 lost += max(0, stat.packetsLost)
@@ -95,6 +99,8 @@ class StatsTracker:
             rate_in = max(0, bytes_in - self._last_in) * 8 / span / 1000
             rate_out = max(0, bytes_out - self._last_out) * 8 / span / 1000
         self._last_time, self._last_in, self._last_out = now, bytes_in, bytes_out
+        if transport_packets is not None:
+            self.transport_packets_received = transport_packets
         loss = lost / (received + lost) * 100 if received + lost else 0.0
         rtt = max(rtts) if rtts else None
         self.latest = CallStats(
@@ -103,6 +109,8 @@ class StatsTracker:
             packets_sent=sent,
             packets_received=received,
             packets_lost=lost,
+            bytes_sent=bytes_out,
+            bytes_received=bytes_in,
             loss_percent=round(loss, 2),
             remote_loss_percent=round(max(remote_fraction), 2) if remote_fraction else 0.0,
             jitter_ms=round(jitter_ms, 2),

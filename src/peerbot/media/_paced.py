@@ -11,6 +11,8 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 FRAME_SECONDS = 0.020
+# How late a frame may be and still be caught up on; later than this, the clock is re-anchored.
+MAX_LATENESS = 0.100
 
 
 class PacedAudioTrack(MediaStreamTrack):
@@ -36,9 +38,13 @@ class PacedAudioTrack(MediaStreamTrack):
             self._start = time.monotonic()
         else:
             self._pts += self._samples_per_frame
-            # Sleep to the frame's due time; if we fell behind, send at once to catch up.
+            # Sleep to the frame's due time. A little late (a busy loop): send at once to catch up.
+            # Far behind (nobody read for a while, e.g. no sender during a reconnection): start the
+            # clock again from now, so the missed frames do not go out as one burst.
             wait = self._start + self._pts / self.sample_rate - time.monotonic()
-            if wait > 0:
+            if wait < -MAX_LATENESS:
+                self._start = time.monotonic() - self._pts / self.sample_rate
+            elif wait > 0:
                 await asyncio.sleep(wait)
         data = self._next_samples(self._samples_per_frame)
         layout = "mono" if self.channels == 1 else "stereo"

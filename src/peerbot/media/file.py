@@ -16,6 +16,7 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import MediaError
+from ._paced import FRAME_SECONDS, MAX_LATENESS
 
 
 class File:
@@ -149,8 +150,10 @@ class SilenceAfterEnd(MediaStreamTrack):
                 self._next_pts = (frame.pts or 0) + frame.samples
                 return cast(av.AudioFrame, frame)
         samples = self._rate // 50
-        wait = self._ended_at + self._sent * 0.020 - time.monotonic()
-        if wait > 0:
+        wait = self._ended_at + self._sent * FRAME_SECONDS - time.monotonic()
+        if wait < -MAX_LATENESS:  # nobody read for a while: no burst of missed silence
+            self._ended_at = time.monotonic() - self._sent * FRAME_SECONDS
+        elif wait > 0:
             await asyncio.sleep(wait)
         self._sent += 1
         channels = 1 if self._layout == "mono" else 2

@@ -53,14 +53,15 @@ class OrbitCall(PeerSession):
         call_id: str | None = None,
         type: CallType = "voice",
         on_token_expired: Callable[[], Awaitable[str]] | None = None,
-        ring_timeout: float = 30.0,
+        ring_timeout: float | None = 30.0,
         connect_timeout: float = 10.0,
         metrics_interval: float | None = None,
         **options: Any,
     ) -> None:
         if type not in routes.CALL_TYPES:
             raise ConfigurationError(f"call type must be one of {routes.CALL_TYPES}, got {type!r}")
-        self._ring_timeout = positive_seconds("ring_timeout", ring_timeout)
+        # None waits for as long as it takes: an answering bot waits for the next call with no limit.
+        self._ring_timeout = positive_seconds("ring_timeout", ring_timeout) if ring_timeout is not None else None
         self._connect_timeout = positive_seconds("connect_timeout", connect_timeout)
         self._metrics_interval = (positive_seconds("metrics_interval", metrics_interval)
                                   if metrics_interval is not None else None)
@@ -146,10 +147,10 @@ class OrbitCall(PeerSession):
         # The event socket first replays what this user missed: a call:incoming of a call that
         # has since ended or been missed is skipped (accepting it is refused with 409).
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._ring_timeout
+        deadline = loop.time() + self._ring_timeout if self._ring_timeout is not None else None
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            remaining = deadline - loop.time() if deadline is not None else None
+            if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"no call came within {self._ring_timeout:g} s")
             incoming = await self._events.wait_for(routes.CALL_INCOMING, timeout=remaining)
             if incoming.call_id is None or incoming.data.get("status", "ringing") != "ringing":
@@ -318,7 +319,8 @@ def call(
 ) -> OrbitCall:
     """Place a call to ``callee_id`` as the user of ``token``: ``async with peerbot.orbit.call(...) as c``.
 
-    Raises ``CallNotConnectedError`` when it is rejected or not answered within ``ring_timeout``.
+    Raises ``CallNotConnectedError`` when it is rejected or not answered within ``ring_timeout``
+    (default 30 s; None rings until the callee answers or the server gives up).
     Invalid settings raise ``ConfigurationError`` here, before any request. ``options``:
     ``on_token_expired``, ``ring_timeout``, ``connect_timeout``, ``metrics_interval``, ``record``,
     ``reconnect`` (default True), ``reconnect_attempts``, ``reconnect_backoff``, and the engine's
@@ -340,8 +342,9 @@ def answer(
 ) -> OrbitCall:
     """Answer the next live incoming call (or ``call_id``): ``async with peerbot.orbit.answer(...) as c``.
 
-    Waits up to ``ring_timeout`` for a ringing ``call:incoming`` (calls that ended or were missed
-    before are skipped; ``TimeoutError`` if none comes); the call's own type decides video.
+    Waits up to ``ring_timeout`` seconds (default 30; None waits with no limit) for a ringing
+    ``call:incoming`` (calls that ended or were missed before are skipped; ``TimeoutError`` if none
+    comes); the call's own type decides video.
     """
     user = OrbitUser(base_url, token, client_id)
     return OrbitCall(source, video, user=user, call_id=call_id, **options)

@@ -9,7 +9,7 @@ from typing import Any
 from ..engine.datachannel import DataChannel, Message
 from ..engine.ice import IceServerEntry, check_ice_servers
 from ..engine.options import positive_seconds
-from ..errors import SessionStateError
+from ..errors import PeerConnectionError, SessionStateError
 from ..media.source import MediaSource
 from ..media.streams import StreamHub, Subscription
 from ..session import PeerSession
@@ -104,14 +104,27 @@ class OrgaSession(PeerSession):
 
     async def update(self, *, voice: str | None = None, model: str | None = None, temperature: float | None = None,
                      instructions: str | None = None, modalities: list[str] | None = None) -> None:
-        """Send ``session.update``; the server answers with ``session.updated`` in ``events()``."""
+        """Send ``session.update``; the server answers with ``session.updated`` in ``events()``.
+
+        During a reconnection it waits for the re-created call's data channel and sends there;
+        ``SessionEndedError`` if the session ends first (closed, or reconnecting failed).
+        """
         validate_params(voice=voice, model=model, temperature=temperature, modalities=modalities)
         self._require_started()
         if self._channel is None:
             raise SessionStateError("the OrgaSession has no data channel (its set-up failed)")
-        await self._channel.send(session_update_message(
-            voice=voice, model=model, temperature=temperature, instructions=instructions,
-            modalities=modalities or list(self.params.modalities)))
+        message = session_update_message(voice=voice, model=model, temperature=temperature, instructions=instructions,
+                                         modalities=modalities or list(self.params.modalities))
+        while True:
+            peer = await self._wait_for_connection()
+            channel = self._channel
+            try:
+                await channel.send(message)
+                return
+            except PeerConnectionError:
+                if not peer.ended:
+                    raise
+                # The connection was lost while the channel opened: send on the next one.
 
 
 def connect(
