@@ -41,6 +41,10 @@ class DelayedEchoTrack(PacedAudioTrack):
     def _take(self, now: float) -> tuple[np.ndarray, bool]:
         out = np.zeros(self.samples_per_frame, dtype=np.int16)
         filled = 0
+        # Audio whose playout time has passed (sending skipped a gap) is dropped, not played late:
+        # played late, it would add the gap to the echo delay for the rest of the call.
+        while self._chunks and self._chunks[0][0] + self._chunks[0][1].size / self.sample_rate < now - self._frame_duration:
+            self._buffered -= self._chunks.popleft()[1].size
         # One frame of slack absorbs the phase between arrival and send ticks, which would
         # otherwise insert a 20 ms gap whenever a chunk becomes ready just after a tick.
         while filled < out.size and self._chunks and self._chunks[0][0] <= now + self._frame_duration:

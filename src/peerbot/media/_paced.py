@@ -11,8 +11,16 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 FRAME_SECONDS = 0.020
-# How late a frame may be and still be caught up on; later than this, the clock is re-anchored.
+# How late a frame may be and still be caught up on (sent at once). Later than this, nobody read
+# for a while (no sender during a reconnection, a starved loop): the frames of the gap are skipped,
+# as a capture device drops what nobody took, and timestamps jump over it. Sending them late as
+# one burst, or re-anchoring the clock, would instead add the gap to every later frame's delay.
 MAX_LATENESS = 0.100
+
+
+def frames_missed(wait: float, frame_seconds: float) -> int:
+    """Whole frames to skip when the next one was due ``-wait`` seconds ago (0 unless far behind)."""
+    return int(-wait / frame_seconds) if wait < -MAX_LATENESS else 0
 
 
 class PacedAudioTrack(MediaStreamTrack):
@@ -38,13 +46,11 @@ class PacedAudioTrack(MediaStreamTrack):
             self._start = time.monotonic()
         else:
             self._pts += self._samples_per_frame
-            # Sleep to the frame's due time. A little late (a busy loop): send at once to catch up.
-            # Far behind (nobody read for a while, e.g. no sender during a reconnection): start the
-            # clock again from now, so the missed frames do not go out as one burst.
+            # Sleep to the frame's due time; a little late, send at once; far behind, skip the gap.
             wait = self._start + self._pts / self.sample_rate - time.monotonic()
-            if wait < -MAX_LATENESS:
-                self._start = time.monotonic() - self._pts / self.sample_rate
-            elif wait > 0:
+            self._pts += frames_missed(wait, FRAME_SECONDS) * self._samples_per_frame
+            wait = self._start + self._pts / self.sample_rate - time.monotonic()
+            if wait > 0:
                 await asyncio.sleep(wait)
         data = self._next_samples(self._samples_per_frame)
         layout = "mono" if self.channels == 1 else "stereo"

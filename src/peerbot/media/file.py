@@ -16,7 +16,7 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import MediaError
-from ._paced import FRAME_SECONDS, MAX_LATENESS
+from ._paced import FRAME_SECONDS, frames_missed
 
 
 class File:
@@ -151,9 +151,11 @@ class SilenceAfterEnd(MediaStreamTrack):
                 return cast(av.AudioFrame, frame)
         samples = self._rate // 50
         wait = self._ended_at + self._sent * FRAME_SECONDS - time.monotonic()
-        if wait < -MAX_LATENESS:  # nobody read for a while: no burst of missed silence
-            self._ended_at = time.monotonic() - self._sent * FRAME_SECONDS
-        elif wait > 0:
+        missed = frames_missed(wait, FRAME_SECONDS)  # far behind: skip the gap, timestamps jump over it
+        self._sent += missed
+        self._next_pts += missed * samples
+        wait = self._ended_at + self._sent * FRAME_SECONDS - time.monotonic()
+        if wait > 0:
             await asyncio.sleep(wait)
         self._sent += 1
         channels = 1 if self._layout == "mono" else 2

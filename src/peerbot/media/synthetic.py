@@ -10,7 +10,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ._paced import MAX_LATENESS, PacedAudioTrack
+from ._paced import PacedAudioTrack, frames_missed
 
 VIDEO_CLOCK = 90000
 COUNTER_BITS = 16
@@ -69,9 +69,9 @@ class TestPattern(MediaStreamTrack):
             self._start = time.monotonic()
         else:
             wait = self._start + self.count / self.fps - time.monotonic()
-            if wait < -MAX_LATENESS:  # nobody read for a while: no burst of missed frames
-                self._start = time.monotonic() - self.count / self.fps
-            elif wait > 0:
+            self.count += frames_missed(wait, 1 / self.fps)  # far behind: the gap's pictures are skipped
+            wait = self._start + self.count / self.fps - time.monotonic()
+            if wait > 0:
                 await asyncio.sleep(wait)
         image = np.roll(self._bars, self.count * 4, axis=1)
         draw_frame_counter(image, self.count)
