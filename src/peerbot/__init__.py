@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 from .errors import PeerbotError
 
 if TYPE_CHECKING:
-    from . import errors, local, media, orbit, orga
+    from . import errors, local, media, orbit, orga, quality
 
-__all__ = ["PeerbotError", "errors", "local", "media", "orbit", "orga"]
+__all__ = ["PeerbotError", "errors", "local", "media", "orbit", "orga", "quality"]
 
 try:
     __version__ = version("peerbot")
 except PackageNotFoundError:  # run from a source tree that was not installed
     __version__ = "0.0.0"
 
-_SUBPACKAGES = {"errors", "local", "media", "orbit", "orga"}
+_SUBPACKAGES = {"errors", "local", "media", "orbit", "orga", "quality"}
 
 
 def __getattr__(name: str) -> Any:

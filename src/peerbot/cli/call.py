@@ -18,6 +18,8 @@ from rich.console import Console
 from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
+from ..quality import Sample, record_history, report_meta, summarize
+from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
 from .live import Received, count_audio, hold, play
 from .options import add_media_options, add_reconnect_option, open_media
 from .signals import HangUpSignal, Interrupted
@@ -28,9 +30,11 @@ EXIT_STATUS = "exit status: 0 normal end, 1 the call failed, 2 bad usage or sett
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("call", help="hold an Orga realtime session (embedded server when ORGA_API_KEY is unset)",
-                            epilog=f"{EXIT_STATUS}\n\n{JSON_HELP}", formatter_class=argparse.RawDescriptionHelpFormatter)
+                            epilog=f"{EXIT_STATUS}\n\n{JSON_HELP}\n\n{ASSERT_HELP}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_media_options(p)
     add_reconnect_option(p)
+    add_report_options(p)
     p.add_argument("--ice-server", action="append", metavar="JSON|URL",
                    help='ICE server instead of the service\'s, e.g. stun:host:3478 or {"urls": …} (repeatable)')
     p.add_argument("--voice", default="alloy", choices=VOICES)
@@ -56,6 +60,8 @@ async def _call(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {} if media.ice_servers is None else {"ice_servers": media.ice_servers}
     summary = CallSummary("call", exit_status=1, end_reason="", recording=args.record)
     got = Received()
+    history: list[Sample] = []
+    pair = None
     try:
         async with orga_target(local=True if args.local else None) as target:
             session = orga.connect(  # checks the settings: a bad one is refused before anything is printed
@@ -72,8 +78,10 @@ async def _call(args: argparse.Namespace) -> int:
                 summary.call_id = session.conversation_id
                 console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms,"
                               f" conversation {session.conversation_id}")
-                started = time.monotonic()
-                tasks += [asyncio.create_task(count_audio(session, got)),
+                started, started_at = time.monotonic(), time.time()
+                tasks += [asyncio.create_task(record_history(session, history,
+                                                             audio_seconds=lambda: got.audio_seconds)),
+                          asyncio.create_task(count_audio(session, got)),
                           asyncio.create_task(_print_events(session, got, console))]
                 if media.speaker is not None:
                     tasks.append(asyncio.create_task(play(session, media.speaker)))
@@ -82,6 +90,7 @@ async def _call(args: argparse.Namespace) -> int:
                 summary.add_stats(session.stats())
                 # The session's, not its peer's: a reconnection replaces the peer. Taken before hanging up.
                 error, end_reason = session.error, session.end_reason
+                pair = session.peer.candidate_pair() if session.peer is not None else None
                 server_counts = _server_counts(target.server, session.conversation_id)
             finally:
                 for task in tasks:
@@ -117,6 +126,11 @@ async def _call(args: argparse.Namespace) -> int:
         console.print(f"  server:   {server_counts}")
     if args.record:
         console.print(f"  recorded to {args.record}")
+    meta = report_meta("call", target.description, started_at=started_at, duration_s=summary.duration_s,
+                       candidate_pair=pair, impairment=getattr(args, "impair", None))
+    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
+    if failed and summary.exit_status == 0:
+        summary.exit_status = failed
     return summary.finish(args.json)
 
 

@@ -18,6 +18,8 @@ from rich.console import Console
 
 from ..errors import CallNotConnectedError, ConfigurationError, PeerbotError
 from ..orbit import User
+from ..quality import Sample, record_history, report_meta, summarize
+from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
 from .call import EXIT_STATUS
 from .live import Received, count_audio, count_video, hold, play
 from .options import Media, add_media_options, add_reconnect_option, open_media, seconds
@@ -39,7 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("orbit", help="place or answer an Orbit call (a local server and an echoing demo user"
                                           " when ORBIT_SECRET_KEY is unset)")
     actions = p.add_subparsers(dest="orbit_action", required=True, metavar="ACTION")
-    epilog = f"{EXIT_STATUS}\n\n{JSON_HELP}"
+    epilog = f"{EXIT_STATUS}\n\n{JSON_HELP}\n\n{ASSERT_HELP}"
     c = actions.add_parser("call", help="call an Orbit user", description=f"Call USER. {_LOCAL} USER is that"
                            " demo user's name then.", epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("user", metavar="USER", help="whom to call: an external id, or an Orbit user id")
@@ -64,6 +66,7 @@ def _add_common(p: argparse.ArgumentParser, *, ring_default: float | None, ring_
     p.add_argument("--ring-timeout", type=seconds, default=ring_default, metavar="S", help=ring_help)
     p.add_argument("--metrics-interval", type=seconds, metavar="S", help="submit call quality every S seconds")
     p.add_argument("--local", action="store_true", help="use a local server even if ORBIT_SECRET_KEY is set")
+    add_report_options(p)
 
 
 async def _call(args: argparse.Namespace) -> int:
@@ -169,6 +172,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         return summary.finish(args.json)
     summary.call_id = session.call_id
     got = Received()
+    history: list[Sample] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         other = other or await _caller(target, session.call_id or "")
@@ -177,7 +181,9 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
             console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms: {with_whom}")
         else:
             console.print(f"  answered after {time.monotonic() - started:.1f} s: {with_whom}")
-        started = time.monotonic()  # the call lasts from here: the ring is not part of it
+        started, started_at = time.monotonic(), time.time()  # the call lasts from here: the ring is not part of it
+        tasks.append(asyncio.create_task(
+            record_history(session, history, audio_seconds=lambda: got.audio_seconds)))
         tasks.append(asyncio.create_task(count_audio(session, got)))
         if session.type == "video":
             tasks.append(asyncio.create_task(count_video(session, got)))
@@ -189,6 +195,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         # Taken before hanging up: how the far side leaves after that is moot. The session's, not
         # its peer's: a reconnection replaces the peer.
         error, end_reason = session.error, session.end_reason
+        pair = session.peer.candidate_pair() if session.peer is not None else None
     finally:
         for task in tasks:
             task.cancel()
@@ -213,6 +220,11 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         console.print(f"  metrics:  {session.metrics_submitted} samples submitted")
     if args.record:
         console.print(f"  recorded to {args.record}")
+    meta = report_meta(summary.command, with_whom, started_at=started_at, duration_s=summary.duration_s,
+                       candidate_pair=pair, impairment=getattr(args, "impair", None))
+    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
+    if failed and summary.exit_status == 0:
+        summary.exit_status = failed
     return summary.finish(args.json)
 
 
