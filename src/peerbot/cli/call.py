@@ -21,7 +21,7 @@ from ..orga.params import MODELS, VOICES
 from ..quality import Sample, record_history, report_meta, summarize
 from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
 from .live import Received, count_audio, hold, play
-from .options import add_media_options, add_reconnect_option, open_media
+from .options import add_impairment_options, add_media_options, add_reconnect_option, open_media
 from .signals import HangUpSignal, Interrupted
 from .summary import JSON_HELP, CallSummary
 
@@ -34,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_media_options(p)
     add_reconnect_option(p)
+    add_impairment_options(p)
     add_report_options(p)
     p.add_argument("--ice-server", action="append", metavar="JSON|URL",
                    help='ICE server instead of the service\'s, e.g. stun:host:3478 or {"urls": …} (repeatable)')
@@ -67,7 +68,7 @@ async def _call(args: argparse.Namespace) -> int:
             session = orga.connect(  # checks the settings: a bad one is refused before anything is printed
                 media.source, media.video, voice=args.voice, model=args.model, temperature=args.temperature,
                 instructions=args.instructions, return_transcription=args.transcripts, record=args.record,
-                reconnect=args.reconnect, **options, **target.connect_kwargs,
+                reconnect=args.reconnect, impair=media.impair, **options, **target.connect_kwargs,
             )
             console.print(f"Calling {target.description}")
             console.print(f"  sending audio: {args.source}   video: {args.video}")
@@ -127,7 +128,7 @@ async def _call(args: argparse.Namespace) -> int:
     if args.record:
         console.print(f"  recorded to {args.record}")
     meta = report_meta("call", target.description, started_at=started_at, duration_s=summary.duration_s,
-                       candidate_pair=pair, impairment=getattr(args, "impair", None))
+                       candidate_pair=pair, impairment=str(media.impair) if media.impair else None)
     failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
     if failed and summary.exit_status == 0:
         summary.exit_status = failed

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.impairment import Impairment, NetworkImpairment
 from ..errors import ConfigurationError, MediaError
 from ..ice_servers import IceServer, InvalidIceServer, ice_server_from_text
 from .sources import audio_source, video_source
@@ -33,6 +34,31 @@ def add_reconnect_option(p: argparse.ArgumentParser) -> None:
                    help="end the call when its connection is lost (default: rebuild it, up to 3 attempts)")
 
 
+def add_impairment_options(p: argparse.ArgumentParser) -> None:
+    """--impair (both ways), --impair-out, --impair-in: network impairment in user space, no root needed."""
+    spec = "loss=5%,burst=1%/25%,delay=80ms,jitter=20ms,reorder,rate=500kbps,queue=100ms,outage=5s+3s,seed=1"
+    p.add_argument("--impair", type=impairment, metavar="SPEC",
+                   help=f"impair the network both ways, e.g. {spec!r} (every key optional)")
+    p.add_argument("--impair-out", type=impairment, metavar="SPEC", help="impair what we send (overrides --impair)")
+    p.add_argument("--impair-in", type=impairment, metavar="SPEC", help="impair what we receive (overrides --impair)")
+
+
+def impairment(text: str) -> Impairment:
+    """An ``--impair`` spec (argparse type): a bad one is a usage error, before anything starts."""
+    try:
+        return Impairment.parse(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def network_impairment(args: argparse.Namespace) -> NetworkImpairment | None:
+    """What ``--impair``/``--impair-out``/``--impair-in`` ask for, per direction; None for nothing."""
+    both = getattr(args, "impair", None)
+    send, receive = getattr(args, "impair_out", None) or both, getattr(args, "impair_in", None) or both
+    network = NetworkImpairment(send, receive) if send or receive else None
+    return network if network is not None and network.active else None
+
+
 def seconds(text: str) -> float:
     """A positive, finite number of seconds (argparse type)."""
     try:
@@ -53,6 +79,7 @@ class Media:
     speaker: Any = None  # a Speaker when --play
     record: str | None = None
     ice_servers: list[IceServer] | None = None
+    impair: NetworkImpairment | None = None
 
     def close(self) -> None:
         """Release the speaker and the sources: also what no session took (stopping twice is harmless)."""
@@ -65,7 +92,8 @@ class Media:
 
 def open_media(args: argparse.Namespace) -> Media:
     """Check every media option and open the devices and files, or raise ``ConfigurationError``."""
-    media = Media(record=args.record, ice_servers=ice_servers(getattr(args, "ice_server", None)))
+    media = Media(record=args.record, ice_servers=ice_servers(getattr(args, "ice_server", None)),
+                  impair=network_impairment(args))
     try:
         if args.record:
             from ..media.recorder import Recorder

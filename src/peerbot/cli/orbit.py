@@ -22,7 +22,7 @@ from ..quality import Sample, record_history, report_meta, summarize
 from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
 from .call import EXIT_STATUS
 from .live import Received, count_audio, count_video, hold, play
-from .options import Media, add_media_options, add_reconnect_option, open_media, seconds
+from .options import Media, add_impairment_options, add_media_options, add_reconnect_option, open_media, seconds
 from .signals import HangUpSignal, Interrupted
 from .summary import JSON_HELP, CallSummary
 
@@ -63,6 +63,7 @@ def _add_common(p: argparse.ArgumentParser, *, ring_default: float | None, ring_
                    help="external id of the bot user this command acts as (upserted; default peerbot)")
     add_media_options(p)
     add_reconnect_option(p)
+    add_impairment_options(p)
     p.add_argument("--ring-timeout", type=seconds, default=ring_default, metavar="S", help=ring_help)
     p.add_argument("--metrics-interval", type=seconds, metavar="S", help="submit call quality every S seconds")
     p.add_argument("--local", action="store_true", help="use a local server even if ORBIT_SECRET_KEY is set")
@@ -98,7 +99,7 @@ async def _call(args: argparse.Namespace) -> int:
         console.print(f"  sending audio: {args.source}   video: {args.video}")
         session = orbit.call(callee.id, media.source, media.video, type=call_type, ring_timeout=args.ring_timeout,
                              metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
-                             **target.call_kwargs)
+                             impair=media.impair, **target.call_kwargs)
         return await _hold_call(session, args, console, hang_up, media, target, callee.external_id, summary)
 
 
@@ -135,7 +136,7 @@ async def _answer(args: argparse.Namespace) -> int:
         session = orbit.answer(media.source, media.video, call_id=args.call_id,
                                ring_timeout=args.ring_timeout,  # None (no --ring-timeout): wait until Ctrl-C
                                metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
-                               **target.call_kwargs)
+                               impair=media.impair, **target.call_kwargs)
         return await _hold_call(session, args, console, hang_up, media, target, None, summary)
 
 
@@ -221,7 +222,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     if args.record:
         console.print(f"  recorded to {args.record}")
     meta = report_meta(summary.command, with_whom, started_at=started_at, duration_s=summary.duration_s,
-                       candidate_pair=pair, impairment=getattr(args, "impair", None))
+                       candidate_pair=pair, impairment=str(media.impair) if media.impair else None)
     failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
     if failed and summary.exit_status == 0:
         summary.exit_status = failed

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError
+from .impairment import Impairment, NetworkImpairment
 from .turn import tls_context
 
 
@@ -36,6 +37,7 @@ class PeerOptions:
     codecs: tuple[str, ...] = field(default=())
     audio_jitter_frames: int = 1
     turn_tls_ca: str | os.PathLike[str] | None = None
+    impair: Impairment | NetworkImpairment | None = None
 
     def __post_init__(self) -> None:
         for name in ("gather_timeout", "liveness_timeout", "stats_interval"):
@@ -48,3 +50,4 @@ class PeerOptions:
         object.__setattr__(self, "codecs", tuple(name.lower() for name in names))  # frozen: normalised once
         if self.turn_tls_ca is not None:
             tls_context(self.turn_tls_ca)  # unreadable or not PEM: ConfigurationError now, not at gathering
+        object.__setattr__(self, "impair", NetworkImpairment.of(self.impair))

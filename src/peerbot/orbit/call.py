@@ -324,7 +324,7 @@ def call(
     Invalid settings raise ``ConfigurationError`` here, before any request. ``options``:
     ``on_token_expired``, ``ring_timeout``, ``connect_timeout``, ``metrics_interval``, ``record``,
     ``reconnect`` (default True), ``reconnect_attempts``, ``reconnect_backoff``, and the engine's
-    ``relay_only``, ``codecs``, ``gather_timeout``, ``liveness_timeout``, ``turn_tls_ca``.
+    ``relay_only``, ``codecs``, ``gather_timeout``, ``liveness_timeout``, ``turn_tls_ca``, ``impair``.
     """
     user = OrbitUser(base_url, token, client_id)
     return OrbitCall(source, video, user=user, callee_id=callee_id, type=type, **options)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..engine.datachannel import DataChannel, Message
 from ..engine.ice import IceServerEntry, check_ice_servers
+from ..engine.impairment import Impairment, NetworkImpairment
 from ..engine.options import positive_seconds
 from ..errors import PeerConnectionError, SessionStateError
 from ..media.source import MediaSource
@@ -50,10 +51,12 @@ class OrgaSession(PeerSession):
         reconnect: bool = True,
         reconnect_attempts: int = 3,
         reconnect_backoff: float = 0.5,
+        impair: Impairment | NetworkImpairment | str | None = None,
     ) -> None:
         super().__init__(source, video, record=record, reconnect=reconnect, reconnect_attempts=reconnect_attempts,
                          reconnect_backoff=reconnect_backoff, relay_only=relay_only, codecs=tuple(codecs or ()),
-                         gather_timeout=gather_timeout, liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca)
+                         gather_timeout=gather_timeout, liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca,
+                         impair=impair)
         self._ice_override = check_ice_servers(ice_servers) if ice_servers is not None else None
         self._connect_timeout = positive_seconds("connect_timeout", connect_timeout)
         self._client = client
@@ -150,6 +153,7 @@ def connect(
     Invalid settings raise ``ConfigurationError`` here, before any request. ``options`` go to
     the session: ``ice_servers`` (override), ``relay_only``, ``codecs``, ``gather_timeout``,
     ``connect_timeout``, ``liveness_timeout``, ``turn_tls_ca`` (CA of a ``turns:`` server), ``record``,
+    ``impair`` (an ``Impairment``, ``NetworkImpairment`` or spec such as ``"loss=5%,delay=80ms"``),
     ``reconnect`` (default True), ``reconnect_attempts`` and ``reconnect_backoff``.
     """
     params = SessionParams(voice=voice, model=model, temperature=temperature, instructions=instructions,
