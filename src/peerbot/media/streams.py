@@ -3,6 +3,10 @@
 aiortc's receiver queues are unbounded, so a reader task drains the track all the time.
 Each consumer has its own bounded queue: a slow consumer loses its own oldest frames (and
 counts them); it never stalls the call or the other consumers.
+
+A hub of received media carries a meter (``receive_stats``) that sees each frame as it is
+published, so what a receiver would have played and rendered is measured on the hub, which
+outlives a peer across reconnects: ``hub.playout_stats()`` / ``hub.render_stats()``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable
-from typing import Generic, Self, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 import av
 import numpy as np
@@ -19,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import SessionEndedError
 from .frames import AudioFrame, VideoFrame
+from .receive_stats import AudioPlayoutMeter, AudioPlayoutStats, VideoRenderMeter, VideoRenderStats
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,15 @@ class Subscription(Generic[T]):
         return self._items.popleft()
 
 
+Meter = AudioPlayoutMeter | VideoRenderMeter
+
+
 class StreamHub(Generic[T]):
-    """Delivers items to every subscriber; ``end()`` finishes all their iterators."""
+    """Delivers items to every subscriber; ``end()`` finishes all their iterators.
+
+    ``meter``, when set (a ``TrackReader`` sets one on the hub it feeds), sees every item as it
+    is published, before any subscriber, and stops with the hub.
+    """
 
     def __init__(self, history: int = 0) -> None:
         self._subscribers: list[Subscription[T]] = []
@@ -80,6 +92,15 @@ class StreamHub(Generic[T]):
         self._history: collections.deque[T] = collections.deque(maxlen=history)
         self.ended = False
         self.error: str | None = None
+        self.meter: Meter | None = None
+
+    def playout_stats(self) -> AudioPlayoutStats | None:
+        """Concealment, late audio and coverage of a hub of received audio (None for others)."""
+        return self.meter.stats() if isinstance(self.meter, AudioPlayoutMeter) else None
+
+    def render_stats(self) -> VideoRenderStats | None:
+        """Frame rate, freezes and pauses of a hub of received video (None for others)."""
+        return self.meter.stats() if isinstance(self.meter, VideoRenderMeter) else None
 
     def subscribe(self, maxsize: int = 100) -> Subscription[T]:
         """A new consumer, given the kept history first."""
@@ -95,6 +116,8 @@ class StreamHub(Generic[T]):
 
     def publish(self, item: T) -> None:
         """Hand ``item`` to every subscriber (and the history); ignored once ended."""
+        if self.meter is not None:
+            self.meter.on_frame(cast(Any, item))  # the meter counts what an ended hub drops
         if self.ended:
             return
         if self._history.maxlen:
@@ -109,6 +132,8 @@ class StreamHub(Generic[T]):
         if self.ended:
             return
         self.ended = True
+        if self.meter is not None:
+            self.meter.end()
         for sub in list(self._subscribers):
             sub._wake()
 
@@ -118,11 +143,15 @@ class TrackReader(Generic[F]):
 
     Given a ``hub`` (one that outlives the track, e.g. across a reconnection) the reader only
     publishes into it; its owner ends it. Without one it has its own, ended when the track ends.
+    The hub's meter (made here for the first reader of a hub, kept by the later ones) measures
+    playout or rendering; a new track tells it a new RTP clock begins.
     """
 
     def __init__(self, kind: str, hub: StreamHub[F] | None = None) -> None:
         self.kind = kind
         self.hub: StreamHub[F] = hub if hub is not None else StreamHub()
+        if self.hub.meter is None:
+            self.hub.meter = AudioPlayoutMeter() if kind == "audio" else VideoRenderMeter()
         self._owns_hub = hub is None
         self.frames_received = 0
         self._task: asyncio.Task[None] | None = None
@@ -130,7 +159,17 @@ class TrackReader(Generic[F]):
     def attach(self, track: MediaStreamTrack) -> None:
         """Start draining ``track`` (the first one attached; later ones are ignored)."""
         if self._task is None:
+            if self.hub.meter is not None:
+                self.hub.meter.new_source()
             self._task = asyncio.create_task(self._drain(track), name=f"peerbot-{self.kind}-reader")
+
+    def playout_stats(self) -> AudioPlayoutStats | None:
+        """The hub's audio playout figures (None for a video reader)."""
+        return self.hub.playout_stats()
+
+    def render_stats(self) -> VideoRenderStats | None:
+        """The hub's video render figures (None for an audio reader)."""
+        return self.hub.render_stats()
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         try:
