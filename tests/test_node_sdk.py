@@ -169,8 +169,9 @@ async def test_node_sdk_get_session_config_returns_a_token_the_server_accepts_an
         print(f"  -> ephemeralToken {redact(token)} ({len(token)} chars), iceServers {config['iceServers']}")
 
         assert sorted(config) == ["ephemeralToken", "iceServers"]
-        # The SDK hands the server's list through untouched: a string stays a string.
-        assert config["iceServers"] == ICE_SERVERS
+        # The SDK hands the server's list through untouched; the server sends every "urls" as a list.
+        assert config["iceServers"] == [{**s, "urls": [s["urls"]] if isinstance(s["urls"], str) else s["urls"]}
+                                        for s in ICE_SERVERS]
         # It requested exactly our two routes, each with the right credential.
         secrets_request, ice_request = out["requests"]
         assert (secrets_request["method"], urlsplit(secrets_request["url"]).path) == (
