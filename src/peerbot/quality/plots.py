@@ -74,6 +74,7 @@ def svg_plots(history: Sequence[Mapping[str, Any]]) -> list[tuple[Plot, str]]:
                 # A gap (NaN) where a second was not measured: a line through it would invent values.
                 values = [math.nan if (v := measured(s.get(name))) is None else v for s in history]
                 axes.plot(times, values, linewidth=1.2, label=METRICS[name].title,
+                          marker="o" if len(history) < 20 else None, markersize=3,  # a short call: see each point
                           drawstyle="steps-post" if METRICS[name].kind == "cumulative" else "default")
             unit = METRICS[plot.metrics[0]].unit
             axes.set_title(plot.title, fontsize=10, loc="left")
