@@ -143,7 +143,7 @@ async def test_chromium_answers_and_the_preferred_codecs_carry_audio_and_video_b
         f"\n  pair seen by peerbot: {peerbot_pair}"
         f"\n  pair seen by Chromium: {chromium_side(chromium_pair and chromium_pair['local'])}"
         f" -> {chromium_side(chromium_pair and chromium_pair['remote'])}{asymmetric}"
-        f"\n  peerbot stats: {peerbot_stats.summary()}"
+        f"\n  peerbot stats: {peerbot_stats.line()}"
     )
 
     # Negotiation, from both sides: the SDP answer and the codecs Chromium really used.

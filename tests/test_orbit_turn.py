@@ -68,8 +68,8 @@ async def test_relay_only_orbit_voice_call_carries_both_tones_through_coturn_wit
     relayed = {user: (sum(u.packets_to_peers for u in got), sum(u.packets_from_peers for u in got))
                for user, got in usage.items()}
     print(f"\nalice heard {dominant_frequency(heard_by_alice, RATE):.0f} Hz, bob heard"
-          f" {dominant_frequency(heard_by_bob, RATE):.0f} Hz; alice's RTP: {stats.packets_sent} sent,"
-          f" {stats.packets_received} received")
+          f" {dominant_frequency(heard_by_bob, RATE):.0f} Hz; alice's RTP: {stats.summary.packets_sent} sent,"
+          f" {stats.summary.packets_received} received")
     print(f"pair at alice (caller): {pairs[0]}\npair at bob (callee):   {pairs[1]}")
     for name, p in (("alice", alice), ("bob", bob)):
         to_peers, from_peers = relayed[p.user_id]
@@ -84,8 +84,8 @@ async def test_relay_only_orbit_voice_call_carries_both_tones_through_coturn_wit
     # and its relay carried the call's packets (RTP plus STUN, DTLS and RTCP, hence ">=").
     for p in (alice, bob):
         assert coturn.allocations(p.user_id) >= 1
-    assert relayed[alice.user_id][0] >= stats.packets_sent and relayed[alice.user_id][1] >= stats.packets_received
-    assert stats.packets_sent >= 25 and relayed[bob.user_id][0] >= 50  # stats lag by up to 1 s
+    assert relayed[alice.user_id][0] >= stats.summary.packets_sent and relayed[alice.user_id][1] >= stats.summary.packets_received
+    assert stats.summary.packets_sent >= 25 and relayed[bob.user_id][0] >= 50  # stats lag by up to 1 s
 
 
 async def _enter(call):

@@ -197,8 +197,8 @@ async def test_stats_count_transport_bytes_both_ways_and_they_grow(orga_kwargs):
         first = session.stats()
         await asyncio.sleep(2.0)
         later = session.stats()
-    print(f"\nbytes sent {first.bytes_sent} -> {later.bytes_sent}, received {first.bytes_received} -> {later.bytes_received}")
-    assert first.bytes_sent > 0 and first.bytes_received > 0
-    assert later.bytes_sent > first.bytes_sent and later.bytes_received > first.bytes_received
+    print(f"\nbytes sent {first.summary.bytes_sent} -> {later.summary.bytes_sent}, received {first.summary.bytes_received} -> {later.summary.bytes_received}")
+    assert first.summary.bytes_sent > 0 and first.summary.bytes_received > 0
+    assert later.summary.bytes_sent > first.summary.bytes_sent and later.summary.bytes_received > first.summary.bytes_received
     # At least the RTP packets' 12-byte headers: these are bytes of the media, not a stray counter.
-    assert later.bytes_sent > 12 * later.packets_sent and later.bytes_received > 12 * later.packets_received
+    assert later.summary.bytes_sent > 12 * later.summary.packets_sent and later.summary.bytes_received > 12 * later.summary.packets_received

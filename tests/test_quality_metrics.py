@@ -1,4 +1,4 @@
-"""The metrics contract: the summary of a history, and today's ``CallStats`` mapped onto it."""
+"""The metrics contract: the summary of a history."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peerbot.engine.stats import CallStats
-from peerbot.quality import METRICS, sample_from_call_stats, summarize
+from peerbot.quality import METRICS, summarize
 from peerbot.quality.metrics import STATISTICS
 
 
@@ -48,28 +47,3 @@ def test_percentiles_agree_with_numpy_over_the_measured_samples(values):
     assert math.isclose(summary["jitter_ms_p95"], np.percentile(measured, 95), abs_tol=1e-3)
     assert summary["jitter_ms_min"] == min(measured) and summary["jitter_ms_max"] == max(measured)
     assert summary["jitter_ms_min"] <= summary["jitter_ms_p50"] <= summary["jitter_ms_p95"] <= summary["jitter_ms_max"]
-
-
-def test_call_stats_before_the_first_report_map_to_not_measured_not_zero():
-    sample = sample_from_call_stats(0.5, CallStats())
-    assert sample["t"] == 0.5
-    assert {k for k, v in sample.items() if v is not None} == {"t", "reconnects", "outage_seconds"}
-
-
-def test_call_stats_of_a_flowing_call_map_to_the_contract_names():
-    stats = CallStats(bitrate_in_kbps=40.0, bitrate_out_kbps=42.0, packets_sent=100, packets_received=98,
-                      packets_lost=2, bytes_sent=9000, bytes_received=8800, loss_percent=2.0,
-                      remote_loss_percent=1.0, jitter_ms=3.0, rtt_ms=20.0, mos=4.3, reconnects=1, outage_seconds=2.5)
-    sample = sample_from_call_stats(2.0, stats, previous=stats, audio_seconds_received=1.9)
-    assert sample == {"t": 2.0, "mos": 4.3, "loss_percent": 2.0, "remote_loss_percent": 1.0, "jitter_ms": 3.0,
-                      "rtt_ms": 20.0, "audio_coverage_percent": 95.0, "concealed_percent": None,
-                      "freeze_count": None, "freezes_duration_s": None, "frames_per_second": None,
-                      "bitrate_in_kbps": 40.0, "bitrate_out_kbps": 42.0, "latency_ms": None, "reconnects": 1.0,
-                      "outage_seconds": 2.5}
-
-
-def test_bitrates_of_the_first_report_are_not_measured_for_want_of_an_interval():
-    first = CallStats(packets_received=50, bytes_received=4000, bytes_sent=4100, mos=4.4)
-    assert sample_from_call_stats(1.0, first)["bitrate_in_kbps"] is None
-    assert sample_from_call_stats(1.0, first, previous=CallStats())["bitrate_out_kbps"] is None
-    assert sample_from_call_stats(2.0, first, previous=first)["bitrate_in_kbps"] == 0.0  # a real 0: nothing came

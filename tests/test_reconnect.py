@@ -53,8 +53,8 @@ async def test_orga_session_recreates_the_call_after_an_outage_and_audio_and_eve
     assert recreated.previous_conversation_id == first_conversation
     assert recreated.conversation_id == session.conversation_id != first_conversation
     assert session.peer is not old_peer and old_peer.ended
-    assert stats.reconnects == 1 and recreated.outage_seconds > FAST["liveness_timeout"]
-    assert stats.outage_seconds == recreated.outage_seconds
+    assert stats.summary.reconnects == 1 and recreated.outage_seconds > FAST["liveness_timeout"]
+    assert stats.summary.outage_seconds == recreated.outage_seconds
     assert session.state == "closed"
 
 
@@ -84,7 +84,7 @@ async def test_orga_session_gives_up_after_its_reconnect_attempts_with_the_reaso
         await server.stop()
     assert "silent" in info.value.reason and session.state == "failed"
     assert session.error == session.end_reason == info.value.reason
-    assert session.stats().reconnects == 0
+    assert session.stats().summary.reconnects == 0
 
 
 async def test_orga_update_sent_as_the_connection_is_lost_waits_and_reaches_the_recreated_call(orga_kwargs):
@@ -129,10 +129,10 @@ async def test_orbit_call_renegotiates_over_the_same_call_after_an_outage_and_au
         tones = await asyncio.gather(tone_of(heard_by_alice), tone_of(heard_by_bob))
         stats = caller.stats()
         assert bed.server.calls[caller.call_id].status == "accepted"
-        print(f"\nrenegotiated: outage {stats.outage_seconds:.1f} s at alice, {callee.stats().outage_seconds:.1f} s at bob")
+        print(f"\nrenegotiated: outage {stats.summary.outage_seconds:.1f} s at alice, {callee.stats().summary.outage_seconds:.1f} s at bob")
     assert abs(tones[0] - 880) < 5 and abs(tones[1] - 440) < 5
     assert caller.peer is not old_peers[0] and callee.peer is not old_peers[1]
-    assert stats.reconnects == 1 and stats.outage_seconds > FAST["liveness_timeout"]
+    assert stats.summary.reconnects == 1 and stats.summary.outage_seconds > FAST["liveness_timeout"]
     await asyncio.wait_for(callee.closed(), 10)
     assert caller.state == callee.state == "closed"
 
@@ -162,7 +162,7 @@ async def test_orbit_call_gives_up_after_its_reconnect_attempts_when_the_far_sid
     print(f"\nalice gave up: {info.value.reason}")
     assert "silent" in info.value.reason and "sent no answer" in info.value.reason
     assert caller.state == "failed" and caller.error == info.value.reason
-    assert caller.stats().reconnects == 0
+    assert caller.stats().summary.reconnects == 0
     assert len(offers) == 2  # one new offer per attempt, each unanswered
     assert bed.server.calls[caller.call_id].status == "ended"  # alice hung up on giving up: bob is told
 

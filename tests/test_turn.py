@@ -95,7 +95,7 @@ async def test_relay_only_session_echoes_the_tone_through_coturn(coturn, transpo
     from_peers = sum(u.packets_from_peers for u in usage)
     print(f"\n[{transport}] codec {codec}; audio frames client->server {sent_by_client}, "
           f"server->client {sent_by_server} sent / {frames_heard} read by the test; pair {pair}")
-    print(f"[{transport}] client RTP packets sent {stats.packets_sent}, received {stats.packets_received}; "
+    print(f"[{transport}] client RTP packets sent {stats.summary.packets_sent}, received {stats.summary.packets_received}; "
           f"coturn: {coturn.allocations(user)} allocations, relayed {to_peers} packets "
           f"({sum(u.bytes_to_peers for u in usage)} B) to peers and {from_peers} "
           f"({sum(u.bytes_from_peers for u in usage)} B) from peers")
@@ -106,8 +106,8 @@ async def test_relay_only_session_echoes_the_tone_through_coturn(coturn, transpo
     assert sent_by_client >= 50 and sent_by_server >= 50  # > 1 s of 20 ms frames each way
     # The client is relay-only: each RTP packet it counted crossed coturn (which also relays
     # STUN checks, DTLS, SCTP and RTCP, hence ">=").
-    assert stats.packets_sent >= 50 and stats.packets_received >= 50
-    assert to_peers >= stats.packets_sent and from_peers >= stats.packets_received
+    assert stats.summary.packets_sent >= 50 and stats.summary.packets_received >= 50
+    assert to_peers >= stats.summary.packets_sent and from_peers >= stats.summary.packets_received
 
 
 async def test_turn_tls_ca_lets_two_relay_only_peers_talk_through_coturn_over_tls(coturn, monkeypatch):

@@ -3,7 +3,8 @@
 ``peerbot.orga.connect(...)`` joins an Orga AI realtime session, ``peerbot.orbit.call(...)`` and
 ``peerbot.orbit.answer(...)`` place and take Orbit calls; ``peerbot.media`` has the
 sources (microphone, file, app-pushed, synthetic) and sinks (speaker, recorder);
-``peerbot.local`` has the local Orga- and Orbit-compatible servers.
+``peerbot.local`` has the local Orga- and Orbit-compatible servers. ``session.stats()`` returns a
+``peerbot.StatsReport`` (W3C stats per stream and a summary; README "Call quality figures").
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from .errors import PeerbotError
 
 if TYPE_CHECKING:
     from . import errors, local, media, orbit, orga, quality
+    from .engine.stats import (CandidatePairStats, InboundRtpStats, OutboundRtpStats, RemoteInboundRtpStats,
+                               StatsReport, StatsSummary)
 
-__all__ = ["PeerbotError", "errors", "local", "media", "orbit", "orga", "quality"]
+__all__ = ["CandidatePairStats", "InboundRtpStats", "OutboundRtpStats", "PeerbotError", "RemoteInboundRtpStats",
+           "StatsReport", "StatsSummary", "errors", "local", "media", "orbit", "orga", "quality"]
 
 try:
     __version__ = version("peerbot")
@@ -25,6 +29,8 @@ except PackageNotFoundError:  # run from a source tree that was not installed
     __version__ = "0.0.0"
 
 _SUBPACKAGES = {"errors", "local", "media", "orbit", "orga", "quality"}
+_STATS = {"CandidatePairStats", "InboundRtpStats", "OutboundRtpStats", "RemoteInboundRtpStats", "StatsReport",
+          "StatsSummary"}
 
 
 def __getattr__(name: str) -> Any:
@@ -32,4 +38,6 @@ def __getattr__(name: str) -> Any:
     # must be able to answer Ctrl-C (or --version) before they are in.
     if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _STATS:  # the engine (aiortc) loads with them
+        return getattr(importlib.import_module(".engine.stats", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,8 @@ import av
 from .engine.ice import IceServerEntry
 from .engine.options import PeerOptions, count, positive_seconds
 from .engine.peer import Peer
-from .engine.stats import CallStats
+from .engine.stats import PeerSnapshot, StatsRecorder, StatsReport
+from .engine.stats_history import Sample, StatsHistory
 from .errors import ConfigurationError, SessionEndedError, SessionStateError
 from .media.frames import AudioFrame, VideoFrame
 from .media.recorder import Recorder, check_record_path
@@ -88,6 +89,10 @@ class PeerSession:
         self._supervisor: asyncio.Task[None] | None = None
         self._teardown: asyncio.Task[None] | None = None
         self._torn_down = asyncio.Event()
+        self._recorder: StatsRecorder | None = None  # from the first connection on
+        self._history = StatsHistory()
+        self._earlier: list[PeerSnapshot] = []  # the final counters of the peers replaced so far
+        self._sampler: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -115,6 +120,9 @@ class PeerSession:
             await self._shutdown(f"set-up failed: {exc or type(exc).__name__}", error=True)
             raise
         self._live.set()
+        self._recorder = StatsRecorder()
+        self._record()  # the reference of the first second's rates
+        self._sampler = asyncio.create_task(self._sample(), name=f"peerbot-{type(self).__name__}-stats")
         self._supervisor = asyncio.create_task(self._supervise(), name=f"peerbot-{type(self).__name__}-supervisor")
 
     async def close(self) -> None:
@@ -171,12 +179,23 @@ class PeerSession:
         return ConvertedStream(self._video_hub.subscribe(count("max_queue", max_queue, minimum=1)),
                                video_converter(format))
 
-    def stats(self) -> CallStats:
-        """Loss, jitter, RTT, bitrates and a MOS estimate, refreshed every second, with the
-        reconnections so far and the seconds without media they cost."""
+    def stats(self) -> StatsReport:
+        """The call's quality now, refreshed every second (W3C stats per stream and a summary,
+        see ``StatsReport``): counts since the session started, over every connection it had; after
+        the session ended, the final report."""
         self._require_started()
-        current = self.peer.stats() if self.peer is not None else CallStats()
-        return dataclasses.replace(current, reconnects=self.reconnects, outage_seconds=round(self.outage_seconds, 2))
+        if self._recorder is None:
+            return StatsReport()  # not connected yet, or the set-up failed
+        latest = self._recorder.latest or self._record()
+        # A reconnection shows at once, not at the next tick.
+        return dataclasses.replace(latest, summary=dataclasses.replace(
+            latest.summary, reconnects=self.reconnects, outage_seconds=round(self.outage_seconds, 2)))
+
+    def stats_history(self) -> list[Sample]:
+        """One flat sample per second for the whole call (``t``: seconds since it connected, and
+        the metrics contract's names), also after it ended; see ``StatsHistory`` for the memory bound."""
+        self._require_started()
+        return self._history.samples()
 
     # --- for subclasses -----------------------------------------------------------------
 
@@ -206,7 +225,11 @@ class PeerSession:
         return False
 
     def _new_peer(self, ice_servers: Iterable[IceServerEntry] | None) -> Peer:
-        self.peer = Peer(ice_servers, **dataclasses.asdict(self._peer_options),
+        if self.peer is not None:  # its counts stay in the session's figures
+            self._earlier.append(self.peer.snapshot())
+        # Not dataclasses.asdict: it would turn the impairment's dataclasses into dicts.
+        options = {f.name: getattr(self._peer_options, f.name) for f in dataclasses.fields(self._peer_options)}
+        self.peer = Peer(ice_servers, **options,
                          audio_hub=self._audio_hub, video_hub=self._video_hub)
         return self.peer
 
@@ -247,6 +270,35 @@ class PeerSession:
         return self.peer
 
     # --- internals ----------------------------------------------------------------------
+
+    def _record(self) -> StatsReport:
+        assert self._recorder is not None  # connected once
+        current = self.peer.snapshot() if self.peer is not None else PeerSnapshot()
+        return self._recorder.record(current, self._earlier, reconnects=self.reconnects,
+                                     outage_seconds=self.outage_seconds)
+
+    async def _sample(self) -> None:
+        # On a fixed schedule, not after each sleep: one sample a second over an hour on a busy loop.
+        assert self._recorder is not None
+        interval, ticks = self._peer_options.stats_interval, 0
+        while True:
+            ticks += 1
+            await asyncio.sleep(max(0.0, self._recorder.started + ticks * interval - time.monotonic()))
+            try:
+                self._history.add(self._record())
+            except Exception:  # stats must never take the call down
+                log.debug("recording the stats failed", exc_info=True)
+
+    async def _record_final(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
+        if self._recorder is None:
+            return
+        report = self._record()
+        last = self._history.last_t
+        if last is None or report.summary.t - last >= 0.5:  # else the last tick already is the end
+            self._history.add(report)
 
     def _start_recording(self) -> None:
         if self._record_path is not None:
@@ -343,6 +395,7 @@ class PeerSession:
             await self._step(self.peer.close(reason, error=error))
         for hub in self._hubs:
             hub.end(reason if error else None)
+        await self._step(self._record_final())  # after the hubs ended: their meters' clocks stopped
         for track in (self._audio_track, self._video_track):
             if track is not None:
                 track.stop()

@@ -18,7 +18,7 @@ from rich.console import Console
 from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
-from ..quality import Sample, record_history, report_meta, summarize
+from ..quality import Sample, report_meta, summarize
 from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
 from .live import Received, count_audio, hold, play
 from .options import add_impairment_options, add_media_options, add_reconnect_option, open_media
@@ -80,9 +80,7 @@ async def _call(args: argparse.Namespace) -> int:
                 console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms,"
                               f" conversation {session.conversation_id}")
                 started, started_at = time.monotonic(), time.time()
-                tasks += [asyncio.create_task(record_history(session, history,
-                                                             audio_seconds=lambda: got.audio_seconds)),
-                          asyncio.create_task(count_audio(session, got)),
+                tasks += [asyncio.create_task(count_audio(session, got)),
                           asyncio.create_task(_print_events(session, got, console))]
                 if media.speaker is not None:
                     tasks.append(asyncio.create_task(play(session, media.speaker)))
@@ -97,6 +95,9 @@ async def _call(args: argparse.Namespace) -> int:
                 for task in tasks:
                     task.cancel()
                 await session.close()
+                if session.peer is not None:  # connected: the final figures and the second-by-second history
+                    summary.add_stats(session.stats())
+                    history = session.stats_history()
     except Interrupted:
         summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"
         console.print(f"Call ended before it connected: {summary.end_reason}")

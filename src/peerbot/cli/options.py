@@ -36,9 +36,9 @@ def add_reconnect_option(p: argparse.ArgumentParser) -> None:
 
 def add_impairment_options(p: argparse.ArgumentParser) -> None:
     """--impair (both ways), --impair-out, --impair-in: network impairment in user space, no root needed."""
-    spec = "loss=5%,burst=1%/25%,delay=80ms,jitter=20ms,reorder,rate=500kbps,queue=100ms,outage=5s+3s,seed=1"
-    p.add_argument("--impair", type=impairment, metavar="SPEC",
-                   help=f"impair the network both ways, e.g. {spec!r} (every key optional)")
+    spec = "loss=5%%,burst=1%%/25%%,delay=80ms,jitter=20ms,reorder,rate=500kbps,queue=100ms,outage=5s+3s,seed=1"
+    p.add_argument("--impair", type=impairment, metavar="SPEC",  # %% is argparse's escape of %
+                   help=f"impair the network both ways, e.g. '{spec}' (every key optional)")
     p.add_argument("--impair-out", type=impairment, metavar="SPEC", help="impair what we send (overrides --impair)")
     p.add_argument("--impair-in", type=impairment, metavar="SPEC", help="impair what we receive (overrides --impair)")
 

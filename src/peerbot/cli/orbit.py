@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ..errors import CallNotConnectedError, ConfigurationError, PeerbotError
 from ..orbit import User
-from ..quality import Sample, record_history, report_meta, summarize
+from ..quality import Sample, report_meta, summarize
 from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
 from .call import EXIT_STATUS
 from .live import Received, count_audio, count_video, hold, play
@@ -183,8 +183,6 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         else:
             console.print(f"  answered after {time.monotonic() - started:.1f} s: {with_whom}")
         started, started_at = time.monotonic(), time.time()  # the call lasts from here: the ring is not part of it
-        tasks.append(asyncio.create_task(
-            record_history(session, history, audio_seconds=lambda: got.audio_seconds)))
         tasks.append(asyncio.create_task(count_audio(session, got)))
         if session.type == "video":
             tasks.append(asyncio.create_task(count_video(session, got)))
@@ -201,6 +199,8 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         for task in tasks:
             task.cancel()
         await session.close()
+    summary.add_stats(session.stats())  # the final figures, and the call second by second
+    history = session.stats_history()
     summary.add_received(got)
     if ending == "interrupted":
         summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"

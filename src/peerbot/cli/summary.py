@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the engine (aiortc) loads only when a call is made
-    from ..engine.stats import CallStats
+    from ..engine.stats import StatsReport
 
 JSON_HELP = """\
 --json prints one JSON object on stdout when the command ends (the human output goes to stderr):
@@ -16,11 +16,14 @@ JSON_HELP = """\
   end_reason           why the call ended, as the human summary says it
   call_id              the Orga conversation id or the Orbit call id (null if none was made)
   duration_s           seconds from connected to hung up (null if it never connected)
-  packets_sent, packets_received, packets_lost   RTP packet counters of the current connection
-  bytes_sent, bytes_received                      transport bytes of the current connection
+  packets_sent, packets_received, packets_lost   RTP packets since the start, over every connection
+  bytes_sent, bytes_received                      transport bytes (all datagrams) since the start
   reconnects, outage_seconds                      connections rebuilt after an outage, seconds without media
   audio_seconds_received, audio_frames_received, video_frames_received
-  loss_percent, jitter_ms, rtt_ms, mos            the last quality figures (rtt_ms, mos may be null)
+  loss_percent, remote_loss_percent               RTP loss since the start, received and reported by the far side
+  audio_coverage_percent, concealed_percent       received audio played in time / wall time, and concealed
+  jitter_ms, rtt_ms, mos                          the last figures
+  (a figure that was never measured is null; README "Call quality figures" defines each)
   recording            the --record path, or null"""
 
 
@@ -41,19 +44,23 @@ class CallSummary:
     audio_seconds_received: float = 0.0
     audio_frames_received: int = 0
     video_frames_received: int = 0
-    loss_percent: float = 0.0
-    jitter_ms: float = 0.0
+    loss_percent: float | None = None
+    remote_loss_percent: float | None = None
+    audio_coverage_percent: float | None = None
+    concealed_percent: float | None = None
+    jitter_ms: float | None = None
     rtt_ms: float | None = None
     mos: float | None = None
     reconnects: int = 0
     outage_seconds: float = 0.0
     recording: str | None = None
 
-    def add_stats(self, stats: CallStats) -> None:
-        """Fold in a session's ``stats()`` snapshot."""
+    def add_stats(self, stats: StatsReport) -> None:
+        """Fold in a session's ``stats()`` report (its summary)."""
         for name in ("packets_sent", "packets_received", "packets_lost", "bytes_sent", "bytes_received",
-                     "loss_percent", "jitter_ms", "rtt_ms", "mos", "reconnects", "outage_seconds"):
-            setattr(self, name, getattr(stats, name))
+                     "loss_percent", "remote_loss_percent", "audio_coverage_percent", "concealed_percent",
+                     "jitter_ms", "rtt_ms", "mos", "reconnects", "outage_seconds"):
+            setattr(self, name, getattr(stats.summary, name))
 
     def reconnections(self) -> str:
         """The human summary's line about rebuilt connections."""

@@ -1,7 +1,8 @@
 """Every use of aiortc's and aioice's private fields, in one place, checked against the pinned versions.
 
 aiortc hides what peerbot needs (the ICE connection behind a transport, the nominated pair, the
-receiver's jitter buffer, the negotiated codecs, the sockets aioice reads). These fields are not
+receiver's jitter buffer, the negotiated codecs, the sockets aioice reads, each RTP packet a
+receiver handles and each RTCP report a sender gets, the sender's counters). These fields are not
 API: when the installed versions differ from the ones this module was written for, importing
 it warns, so a breakage shows up with its cause. So is the way around ``close()`` giving up
 half-way. The logging filter here keeps the ICE password and TURN credentials that
@@ -15,15 +16,19 @@ import functools
 import logging
 import re
 import ssl
+import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from aioice import Connection
 from aioice.ice import CandidatePair, StunProtocol
-from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc import (RTCDtlsTransport, RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender,
+                    RTCRtpTransceiver)
+from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSrPacket, RtpPacket, unwrap_rtx
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +125,74 @@ def negotiated_clock_rate(transceiver: RTCRtpTransceiver) -> int | None:
     """The RTP clock rate of the codec negotiated on ``transceiver``; None before negotiation."""
     codecs: list[Any] = transceiver._codecs
     return int(codecs[0].clockRate) if codecs else None
+
+
+RtpObserver = Callable[[RtpPacket, RTCRtpCodecParameters, bool], None]
+
+
+def observe_rtp_packets(receiver: RTCRtpReceiver, observer: RtpObserver) -> None:
+    """Call ``observer(packet, codec, retransmitted)`` for each RTP packet ``receiver`` handles,
+    before aiortc does: a packet of an unknown payload type, or one a disabled receiver drops, is
+    not shown (aiortc drops it too); an RTX packet is shown unwrapped, as the media packet it carries."""
+    handle = receiver._handle_rtp_packet
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+
+    def observed(packet: RtpPacket, arrival_time_ms: int) -> Coroutine[Any, Any, None]:
+        # Not a coroutine of its own: aiortc awaits the one returned, one frame less per packet.
+        codec = codecs.get(packet.payload_type)
+        if codec is not None and receiver._enabled:
+            try:
+                _show(packet, codec)
+            except Exception:  # counting must never drop a packet
+                log.debug("RTP observer failed", exc_info=True)
+        return handle(packet, arrival_time_ms)
+
+    def _show(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        if not is_rtx(codec):
+            observer(packet, codec, False)
+            return
+        apt = codec.parameters.get("apt")
+        media_ssrc = rtx_ssrc.get(packet.ssrc)
+        if media_ssrc is not None and len(packet.payload) >= 2 and isinstance(apt, int) and apt in codecs:
+            observer(unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc), codecs[apt], True)
+
+    receiver._handle_rtp_packet = observed  # type: ignore[method-assign]
+
+
+def observe_receiver_reports(sender: RTCRtpSender, observer: Callable[[RtcpReceiverInfo, float | None], None]) -> None:
+    """Call ``observer(block, rtt)`` for each RTCP report block about ``sender``'s stream, with the
+    round-trip time it gives in seconds (RFC 3550 6.4.1: now − LSR − DLSR) or None when it echoes
+    no sender report of ours. aiortc keeps only an average of these (``roundTripTime``)."""
+    handle = sender._handle_rtcp_packet
+
+    def observed(packet: Any) -> Coroutine[Any, Any, None]:
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
+            lsr_time = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
+            for block in packet.reports:
+                if block.ssrc == sender._ssrc:
+                    echoed = lsr is not None and block.lsr == lsr and block.dlsr
+                    observer(block, time.time() - lsr_time - block.dlsr / 65536 if echoed else None)
+        return handle(packet)
+
+    sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
+
+
+def transport_counts(pc: RTCPeerConnection) -> tuple[int, int, int, int]:
+    """``(packets sent, packets received, bytes sent, bytes received)``: every datagram (DTLS,
+    SRTP, SRTCP, SCTP) of the peer connection's DTLS transports, as aiortc's ``transport`` stats count them."""
+    totals = [0, 0, 0, 0]
+    for dtls in {id(t): t for t in dtls_transports(pc)}.values():
+        for i, name in enumerate(("tx_packets", "rx_packets", "tx_bytes", "rx_bytes")):
+            totals[i] += getattr(dtls, f"_RTCDtlsTransport__{name}")
+    return totals[0], totals[1], totals[2], totals[3]
+
+
+def sent_counts(sender: RTCRtpSender) -> tuple[int, int, int]:
+    """``(ssrc, packets sent, payload bytes sent)`` of ``sender``, as its RTCP sender reports count them."""
+    return (sender._ssrc, sender._RTCRtpSender__packet_count,  # type: ignore[attr-defined]
+            sender._RTCRtpSender__octet_count)  # type: ignore[attr-defined]
 
 
 # --- closing --------------------------------------------------------------------------

@@ -31,8 +31,10 @@ from ..media.streams import StreamHub, TrackReader
 from . import _aiortc
 from .datachannel import DataChannel, Message
 from .ice import IceServerEntry, rtc_configuration
+from .impairment import ImpairedNetwork, Impairment, NetworkImpairment, attach
 from .options import PeerOptions
-from .stats import CallStats, StatsTracker
+from .peer_stats import PeerStats
+from .stats import PeerSnapshot, StatsRecorder, StatsReport
 from .turn import relay_failure, tls_context
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,9 @@ class Peer:
 
     ``on_data_channel`` is called with each channel the far side opens, once it is open.
 
+    ``impair`` applies network impairment (``Impairment``/``NetworkImpairment``) to every datagram of
+    the peer's ICE sockets from the first check on; ``impairment`` then holds its counters.
+
     ``turn_tls_ca`` is a PEM CA bundle that a ``turns:`` server's certificate must chain to,
     instead of the system's trust store (which ``SSL_CERT_FILE`` can replace); verification
     and the host-name check stay on either way. Bad settings raise ``ConfigurationError``.
@@ -83,6 +88,7 @@ class Peer:
         codecs: Iterable[str] | None = None,
         audio_jitter_frames: int = 1,
         turn_tls_ca: str | os.PathLike[str] | None = None,
+        impair: Impairment | NetworkImpairment | None = None,
         audio_hub: StreamHub[av.AudioFrame] | None = None,
         video_hub: StreamHub[av.VideoFrame] | None = None,
         on_data_channel: Callable[[DataChannel], None] | None = None,
@@ -90,7 +96,8 @@ class Peer:
         self.options = PeerOptions(relay_only=relay_only, gather_timeout=gather_timeout,
                                    liveness_timeout=liveness_timeout, stats_interval=stats_interval,
                                    codecs=tuple(codecs or ()), audio_jitter_frames=audio_jitter_frames,
-                                   turn_tls_ca=turn_tls_ca)
+                                   turn_tls_ca=turn_tls_ca, impair=impair)
+        self.impairment: ImpairedNetwork | None = None  # its counters outlive the connection, for reports
         self._turn_tls = tls_context(turn_tls_ca) if turn_tls_ca is not None else None
         self._pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         self.gather_timeout = self.options.gather_timeout
@@ -107,7 +114,9 @@ class Peer:
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
         self._closing: asyncio.Task[None] | None = None
-        self._stats = StatsTracker()
+        self._stats = PeerStats(self._pc, {"audio": self.audio, "video": self.video})
+        self._recorder = StatsRecorder()
+        self._pair: CandidatePairInfo | None = None  # kept: aioice forgets it when closed
         self._watchdog: asyncio.Task[None] | None = None
         self._channels: dict[str, DataChannel] = {}
         self._remote_candidates: list[RTCIceCandidate] = []
@@ -224,6 +233,10 @@ class Peer:
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
         connections = self._bound_gathering()
+        impair = self.options.impair
+        if impair is not None and impair.active and self.impairment is None:
+            # Before gathering: the sockets are tapped as they open, before the first ICE check.
+            self.impairment = attach(self._pc, impair)
         started = time.monotonic()
         try:
             # The bound inside aioice covers STUN/TURN; this one guards against anything else.
@@ -273,6 +286,9 @@ class Peer:
     # --- while connected --------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        for receiver in self._pc.getReceivers():
+            if receiver.track is track:  # before its first packet: aiortc emits "track" on the remote description
+                self._stats.watch_receiver(receiver, track.kind)
         if track.kind == "audio":
             self._set_audio_jitter_buffer(track)
             self.audio.attach(track)
@@ -303,6 +319,7 @@ class Peer:
         if state == "connected" and not self.ended:
             self._set_state("connected")
             self._connected.set()
+            self._stats.watch_senders()
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="peerbot-liveness")
         elif self._expected_close is not None and state in ("failed", "closed"):
@@ -339,22 +356,18 @@ class Peer:
         while not self.ended:
             await asyncio.sleep(self.stats_interval)
             try:
-                self._stats.update(await self._pc.getStats(), self._clock_rates())
+                self._recorder.record(self.snapshot())
+                received = self._stats.transport_packets_received()
             except Exception:  # stats must never take the call down
-                log.debug("getStats failed", exc_info=True)
+                log.debug("reading the stats failed", exc_info=True)
                 continue
             now = time.monotonic()
-            if self._stats.transport_packets_received != last_count:
-                last_count, self.last_received = self._stats.transport_packets_received, now
+            if received != last_count:
+                last_count, self.last_received = received, now
             elif now - self.last_received > self.liveness_timeout:
                 silent = f"the far side went silent: nothing received for {self.liveness_timeout:g} s"
                 self._begin_end(self._expected_close or silent, error=self._expected_close is None)
                 return
-
-    def _clock_rates(self) -> dict[str, int]:
-        # The negotiated codec's RTP clock: jitter is reported in its units (8 kHz for PCMU).
-        rates = {t.kind: _aiortc.negotiated_clock_rate(t) for t in self._pc.getTransceivers()}
-        return {kind: rate for kind, rate in rates.items() if rate is not None}
 
     def candidate_pair(self) -> CandidatePairInfo | None:
         """The ICE candidate pair carrying media, once connected (aiortc's stats omit it)."""
@@ -362,13 +375,14 @@ class Peer:
         connection = connections[0] if connections else None
         pair = _aiortc.nominated_pair(connection) if connection else None
         if connection is None or pair is None:
-            return None
+            return self._pair  # the last one, once the connection has closed
         local, remote = pair.local_candidate, pair.remote_candidate
         relay = connection.turn_transport if local.type == "relay" else None
         if relay and connection.turn_ssl:
             relay = "tls"
-        return CandidatePairInfo(local.type, f"{local.host}:{local.port}", self._signalled_type(remote),
-                                 f"{remote.host}:{remote.port}", relay)
+        self._pair = CandidatePairInfo(local.type, f"{local.host}:{local.port}", self._signalled_type(remote),
+                                       f"{remote.host}:{remote.port}", relay)
+        return self._pair
 
     def _signalled_type(self, remote: Candidate) -> str:
         # A far side that checks before our answer is applied is learnt as peer-reflexive, and
@@ -381,9 +395,13 @@ class Peer:
                         return str(candidate.type)
         return str(remote.type)
 
-    def stats(self) -> CallStats:
-        """The latest quality figures (refreshed every ``stats_interval`` seconds)."""
-        return self._stats.latest
+    def snapshot(self) -> PeerSnapshot:
+        """The connection's cumulative counters now, without rates (also after it closed)."""
+        return self._stats.snapshot(self.candidate_pair())
+
+    def stats(self) -> StatsReport:
+        """The latest report (refreshed every ``stats_interval`` seconds; the final one once closed)."""
+        return self._recorder.latest or self._recorder.record(self.snapshot())
 
     # --- ending -----------------------------------------------------------------------
 
@@ -432,6 +450,12 @@ class Peer:
         for transceiver in self._pc.getTransceivers():
             transceiver.sender.replaceTrack(None)  # aiortc's sender would stop the track: it is not ours
         await _aiortc.close_peer_connection(self._pc)  # a bad offer can leave it half-built
+        try:
+            self._recorder.record(self.snapshot())  # the final counts stay readable
+        except Exception:
+            log.debug("reading the final stats failed", exc_info=True)
+        if self.impairment is not None:
+            self.impairment.detach()  # held datagrams and their timer go with the connection
 
     def _set_state(self, state: PeerState) -> None:
         self.state = state

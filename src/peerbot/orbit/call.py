@@ -278,11 +278,13 @@ class OrbitCall(PeerSession):
         assert self.call_id is not None
         while True:
             await asyncio.sleep(interval)
-            stats = self.stats()
+            s = self.stats().summary
+            if s.bitrate_in_kbps is None or s.bitrate_out_kbps is None or s.loss_percent is None or s.jitter_ms is None:
+                continue  # nothing measured yet: Orbit takes numbers, and an unknown is not a 0
             with contextlib.suppress(OrbitError):
                 await self._user.calls.submit_metrics(
-                    self.call_id, bitrate=stats.bitrate_in_kbps + stats.bitrate_out_kbps,
-                    packet_loss=stats.loss_percent, jitter=stats.jitter_ms, rtt=stats.rtt_ms or 0.0)
+                    self.call_id, bitrate=s.bitrate_in_kbps + s.bitrate_out_kbps, packet_loss=s.loss_percent,
+                    jitter=s.jitter_ms, rtt=s.rtt_ms if s.rtt_ms is not None else 0.0)  # 0: no RTCP report yet, as before
                 self.metrics_submitted += 1
 
     # --- hang-up ----------------------------------------------------------------------

@@ -3,9 +3,9 @@
 ``peerbot call --report out --assert "rtt_p95<=300ms"``, ``peerbot load`` and a pytest failure
 message all read the same names and units (:mod:`peerbot.quality.metrics`)::
 
-    history: list[Sample] = []
-    recorder = asyncio.create_task(record_history(session, history))
-    ...                                            # the call
+    async with peerbot.orga.connect(...) as session:
+        ...                                        # the call
+    history = session.stats_history()              # one sample a second, also after the end
     summary = summarize(history)
     failed = [r.message for r in check(summary, [Threshold.parse("loss<=1%")]) if not r.passed]
     write_report("out", summary=summary, history=history, meta=report_meta("call", "…", started_at=t0,
@@ -15,9 +15,8 @@ message all read the same names and units (:mod:`peerbot.quality.metrics`)::
 from __future__ import annotations
 
 from .continuity import ContinuityResult, TimedTestPattern, VideoContinuity
-from .history import record_history
 from .latency import LatencyProbe, LatencyResult
-from .metrics import ALIASES, METRICS, Metric, Sample, sample_from_call_stats, summarize
+from .metrics import ALIASES, METRICS, Metric, Sample, summarize
 from .report import report_meta, write_report
 from .thresholds import CheckResult, Threshold, check
 
@@ -34,9 +33,7 @@ __all__ = [
     "TimedTestPattern",
     "VideoContinuity",
     "check",
-    "record_history",
     "report_meta",
-    "sample_from_call_stats",
     "summarize",
     "write_report",
 ]

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ALIASES", "METRICS", "STATISTICS", "Metric", "Sample", "measured", "sample_from_call_stats", "summarize"]
+__all__ = ["ALIASES", "METRICS", "STATISTICS", "Metric", "Sample", "measured", "summarize"]
 
 Sample = dict[str, float | None]
 """One second of a call: ``t`` and a value (or ``None``) per metric name."""
@@ -137,35 +137,3 @@ def measured(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def sample_from_call_stats(t: float, stats: Any, *, previous: Any = None,
-                           audio_seconds_received: float | None = None) -> Sample:
-    """One history sample from a session's ``stats()`` snapshot, taken ``t`` s after the call started.
-
-    Reads every contract name the snapshot has (so a richer successor of ``CallStats`` fills more),
-    and turns the defaults today's ``CallStats`` gives before anything was measured into ``None``:
-    nothing is measured before the first report (no bytes either way), bitrates need an earlier
-    report (``previous``, the snapshot sampled before this one, had bytes: the first report's rates
-    are 0 for want of an interval), received-stream figures need a received packet, and the far
-    side's loss needs its first RTCP report (no RTT yet). ``audio_seconds_received`` (what the
-    application counted) gives the audio coverage. Where today's ``CallStats`` differs from the
-    contract it is taken as it is: its ``remote_loss_percent`` is the last RTCP report's fraction
-    lost, not since the start, and its ``jitter_ms`` the largest over the received streams.
-    """
-    sample: Sample = {"t": round(t, 3)}
-    for name in METRICS:
-        sample[name] = measured(getattr(stats, name, None))
-    if not _has_bytes(stats) or not _has_bytes(previous):
-        sample.update(bitrate_in_kbps=None, bitrate_out_kbps=None)
-    if not getattr(stats, "packets_received", 0) and not getattr(stats, "packets_lost", 0):
-        sample.update(loss_percent=None, jitter_ms=None, mos=None)
-    if getattr(stats, "rtt_ms", None) is None and not sample["remote_loss_percent"]:
-        sample["remote_loss_percent"] = None
-    if audio_seconds_received is not None and t > 0:
-        sample["audio_coverage_percent"] = round(audio_seconds_received / t * 100, 2)
-    return sample
-
-
-def _has_bytes(stats: Any) -> bool:
-    return bool(getattr(stats, "bytes_received", 0) or getattr(stats, "bytes_sent", 0))
