@@ -25,12 +25,68 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     setup = which.add_parser("setup", help="time from connect() to the first received audio frame")
     setup.add_argument("--sessions", type=_at_least_one, default=20, help="sessions per phase (default 20)")
     setup.set_defaults(run=run_setup)
+    quality = which.add_parser("quality", help="what N simultaneous calls receive: coverage, concealment, MOS"
+                               " (a starved machine must show it)")
+    quality.add_argument("--sessions", type=_counts, default=[1, 10, 30], metavar="N[,N…]",
+                         help="simultaneous sessions per round (default 1,10,30)")
+    quality.add_argument("--duration", type=float, default=8.0, metavar="S", help="seconds per round (default 8)")
+    quality.set_defaults(run=run_quality)
 
 
 def _at_least_one(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def _counts(text: str) -> list[int]:
+    return [_at_least_one(part.strip()) for part in text.split(",")]
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    return asyncio.run(_quality(args.sessions, args.duration))
+
+
+async def _one_call(base_url: str, key: str, seconds: float) -> dict[str, float | None]:
+    from .. import orga
+    from ..media import Tone
+
+    async with orga.connect(Tone(), api_key=key, base_url=base_url, user_email=LOCAL_USER_EMAIL) as session:
+        frames = 0
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(seconds):
+                async for _ in session.audio_frames():  # consumed, as an application would
+                    frames += 1
+    figures = session.stats().to_metrics()
+    figures["frames_per_s"] = frames / seconds
+    return figures
+
+
+def _spread(values: list[float | None]) -> str:
+    """Median and range over the sessions of a round."""
+    measured = sorted(v for v in values if v is not None)
+    if not measured:
+        return "–"
+    return f"{statistics.median(measured):.1f} [{measured[0]:.1f}–{measured[-1]:.1f}]"
+
+
+async def _quality(rounds: list[int], seconds: float) -> int:
+    console = Console(soft_wrap=True, markup=False)  # "[min–max]" is text, not a style
+    console.print(f"N simultaneous {seconds:g} s calls in this process, the embedded server in another one;"
+                  " per round: median [min–max] over the sessions")
+    columns = [("audio_coverage_percent", "coverage %"), ("concealed_percent", "concealed %"),
+               ("frames_per_s", "frames/s"), ("mos", "MOS"), ("loss_percent", "loss %"), ("jitter_ms", "jitter ms")]
+    console.print("  N  " + "".join(f"{title:>20}" for _, title in columns))
+    async with _server_process() as (base_url, key):
+        for n in rounds:
+            calls = await asyncio.gather(*(_one_call(base_url, key, seconds) for _ in range(n)),
+                                         return_exceptions=True)
+            done = [c for c in calls if isinstance(c, dict)]
+            failed = len(calls) - len(done)
+            row = "".join(f"{_spread([c.get(name) for c in done]):>20}" for name, _ in columns)
+            console.print(f"{n:3}  {row}" + (f"   ({failed} failed)" if failed else ""))
+    console.print("a session that gets all its audio in time: coverage 100 %, 50 frames/s, concealed 0 %")
+    return 0
 
 
 def run_setup(args: argparse.Namespace) -> int:
