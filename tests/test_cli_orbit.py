@@ -134,7 +134,7 @@ def test_ctrl_c_while_waiting_for_a_call_cancels_cleanly():
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
-    assert "Call ended before it connected: hung up (interrupted)" in out
+    assert "Call cancelled before it connected (interrupted)" in out
     assert "Traceback" not in err
 
 

@@ -64,6 +64,11 @@ BAD = {
     "unknown option": (["call", "--bogus"], "unrecognized arguments: --bogus"),
     "benchmark of no sessions": (["bench", "setup", "--sessions", "0"], "argument --sessions: expected a whole number"),
     "negative ring timeout": (["orbit", "answer", "--ring-timeout", "-3"], "argument --ring-timeout: must be more"),
+    "record where nothing can be written": (["call", "--record", "/proc/x.wav"], "cannot record to /proc/x.wav"),
+    "record to a directory": (["call", "--record", "/tmp/"], "cannot record to /tmp/: it is a directory"),
+    "source that is a device": (["call", "--source", "/dev/zero"], "/dev/zero is not a media file"),
+    "source that is a directory": (["orbit", "answer", "--source", "/tmp"], "/tmp is a directory, not a media file"),
+    "orbit call to nobody": (["orbit", "call", ""], "USER must name whom to call"),
 }
 
 

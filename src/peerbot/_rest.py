@@ -24,7 +24,8 @@ from ._redact import redact
 from .errors import ClientClosedError, ConfigurationError, PeerbotError
 
 __all__ = [
-    "DEFAULT_MAX_BODY_BYTES", "Failures", "MalformedResponse", "Reply", "RestTransport", "read_json", "require_timeout", "shown",
+    "DEFAULT_MAX_BODY_BYTES", "Failures", "MalformedResponse", "Reply", "RestTransport", "check_credential", "read_json",
+    "require_timeout", "shown",
 ]
 
 logger = logging.getLogger("peerbot.rest")
@@ -71,6 +72,19 @@ def require_timeout(timeout: Any) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return float(timeout)
+
+
+def check_credential(credential: Any, what: str = "the credential (API key or token)") -> str:
+    """``credential`` if it can go in an ``Authorization`` header as it is: printable ASCII with no
+    line break or control character; else :class:`~peerbot.errors.ConfigurationError` (which never
+    shows the value: it is a secret)."""
+    if not isinstance(credential, str) or not credential:
+        raise ConfigurationError(f"{what} must be a non-empty string, got {type(credential).__name__}")
+    if not (credential.isascii() and credential.isprintable()):
+        bad = next(c for c in credential if not (c.isascii() and c.isprintable()))
+        raise ConfigurationError(f"{what} must be printable ASCII text: it holds {bad!r}"
+                                 f" at position {credential.index(bad)} (a stray line break or paste?)")
+    return credential
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -120,6 +134,8 @@ class Reply:
     content_type: str
     body: bytes
     truncated: bool = False
+    declared: int | None = None  # a Content-Length over the cap (``limit``): the body was not read at all
+    limit: int = 0
 
     @property
     def ok(self) -> bool:
@@ -127,6 +143,9 @@ class Reply:
 
     def json(self) -> Any:
         """The body's JSON value (``None`` for an empty body); :class:`MalformedResponse` otherwise."""
+        if self.declared is not None:
+            raise MalformedResponse("too large", predicate=f"is larger than {self.limit} bytes"
+                                                          f" (it declares {self.declared})")
         if self.truncated:
             raise MalformedResponse("too large", predicate=f"is larger than {len(self.body)} bytes")
         if not self.body:
@@ -235,6 +254,7 @@ class RestTransport:
         """Send one request with ``Authorization: Bearer <credential>``; read the answer within the deadline."""
         if self._http.is_closed:
             raise ClientClosedError(f"{self._label} is closed (aclose() was called): make a new one")
+        check_credential(credential)  # h11 would refuse it half-way, as a "connection failed"
         # The query (an email, a token) stays out of logs.
         logger.debug("%s: %s %s (Authorization: Bearer %s)", self._label, request.method, request.url,
                      redact(credential))
@@ -260,6 +280,10 @@ class RestTransport:
         response = await self._http.send(outgoing, stream=True)
         try:
             content_type = response.headers.get("content-type", "no content-type")
+            declared = _content_length(response)
+            if declared is not None and declared > self.max_body_bytes:  # refused at once, not waited for
+                return Reply(response.status_code, content_type, b"", truncated=True, declared=declared,
+                             limit=self.max_body_bytes)
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb stops at the cap too
@@ -277,3 +301,9 @@ class RestTransport:
         for secret in {*self._secrets, credential} - {""}:
             text = text.replace(secret, redact(secret))
         return text
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    """The declared body length, when it is a plain number (httpx/h11 vet the header's syntax)."""
+    value = response.headers.get("content-length", "")
+    return int(value) if value.isdigit() and len(value) < 30 else None

@@ -19,7 +19,8 @@
     │   └── SessionEndedError         reason
     ├── MediaError
     │   └── AudioDeviceError
-    └── CallNotConnectedError         outcome: rejected, missed, no_answer, cancelled, ended
+    └── CallNotConnectedError         outcome: rejected, missed, no_answer, cancelled, ended, no_call
+        └── NoCallError               (also TimeoutError) answer(): no call came within ring_timeout
 
 Signalling errors carry the HTTP ``status`` (0 when no usable answer came) and a ``code``;
 engine errors say which stage of the WebRTC flow failed. Messages never contain secrets.
@@ -35,6 +36,7 @@ __all__ = [
     "IceFailedError",
     "InvalidIceServerError",
     "MediaError",
+    "NoCallError",
     "OrbitAuthenticationError",
     "OrbitError",
     "OrbitServerError",
@@ -173,3 +175,11 @@ class CallNotConnectedError(PeerbotError):
     def __init__(self, outcome: str, message: str) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class NoCallError(CallNotConnectedError, TimeoutError):
+    """``peerbot.orbit.answer()`` waited ``ring_timeout`` seconds and no call came (outcome ``no_call``).
+    Also a ``TimeoutError``, which ``answer()`` raised before."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("no_call", message)

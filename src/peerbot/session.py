@@ -25,7 +25,7 @@ from .engine.stats import PeerSnapshot, StatsRecorder, StatsReport
 from .engine.stats_history import Sample, StatsHistory
 from .errors import ConfigurationError, SessionEndedError, SessionStateError
 from .media.frames import AudioFrame, VideoFrame
-from .media.recorder import Recorder, check_record_path
+from .media.recorder import Recorder, check_record_path, check_writable
 from .media.source import MediaSource, track_of
 from .media.streams import ConvertedStream, StreamHub, audio_converter, video_converter
 
@@ -73,6 +73,8 @@ class PeerSession:
         self._video_track = track_of(video, "video")
         self._peer_options = PeerOptions(**peer_options)
         self._record_path = check_record_path(record) if record is not None else None
+        if self._record_path is not None:
+            check_writable(self._record_path)  # before any request: a recording is never lost silently
         self.reconnect = ReconnectPolicy(reconnect, reconnect_attempts, reconnect_backoff)
         self._audio_hub: StreamHub[av.AudioFrame] = StreamHub()
         self._video_hub: StreamHub[av.VideoFrame] = StreamHub()

@@ -23,7 +23,8 @@ from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
 from .live import Received, count_audio, hold, play
 from .options import add_impairment_options, add_media_options, add_reconnect_option, open_media
 from .signals import HangUpSignal, Interrupted
-from .summary import JSON_HELP, CallSummary
+from .summary import JSON_HELP, CallSummary, cancelled, report_recording
+from .text import shown, terminal_safe
 
 EXIT_STATUS = "exit status: 0 normal end, 1 the call failed, 2 bad usage or settings, 130/143 SIGINT/SIGTERM"
 
@@ -78,7 +79,7 @@ async def _call(args: argparse.Namespace) -> int:
                 await hang_up.run(session.start())
                 summary.call_id = session.conversation_id
                 console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms,"
-                              f" conversation {session.conversation_id}")
+                              f" conversation {shown(session.conversation_id)}")
                 started, started_at = time.monotonic(), time.time()
                 tasks += [asyncio.create_task(count_audio(session, got)),
                           asyncio.create_task(_print_events(session, got, console))]
@@ -99,35 +100,32 @@ async def _call(args: argparse.Namespace) -> int:
                     summary.add_stats(session.stats())
                     history = session.stats_history()
     except Interrupted:
-        summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"
-        console.print(f"Call ended before it connected: {summary.end_reason}")
-        return summary.finish(args.json)
+        return cancelled(summary, console, hang_up, args.json)
     except ConfigurationError:
         raise
     except PeerbotError as exc:  # signalling or ICE failed: a failed call, not bad usage
         summary.end_reason = f"not connected: {exc}"
-        console.print(f"Call {summary.end_reason}")
+        console.print(f"Call {shown(summary.end_reason)}")
         return summary.finish(args.json)
     finally:
         media.close()
     summary.add_received(got)
     if ending == "interrupted":
-        summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"
+        summary.exit_status, summary.end_reason = hang_up.exit_status, f"hung up ({hang_up.reason})"
     elif error is not None:
         summary.exit_status, summary.end_reason = 1, error
     elif ending == "duration":
         summary.exit_status, summary.end_reason = 0, f"hung up after --duration {args.duration:g} s"
     else:
         summary.exit_status, summary.end_reason = 0, end_reason or "the session ended"
-    console.print(f"Call ended after {summary.duration_s:.1f} s: {summary.end_reason}")
-    console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
+    console.print(f"Call ended after {summary.duration_s:.1f} s: {shown(summary.end_reason)}")
+    console.print(f"  sent:     {summary.packets_sent} RTP packets ({shown(args.source)}, video {shown(args.video)})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames;"
-                  f" events {dict(got.events) or 'none'}")
+                  f" events {shown(dict(got.events) or 'none')}")
     console.print(f"  {summary.reconnections()}")
     if server_counts:
         console.print(f"  server:   {server_counts}")
-    if args.record:
-        console.print(f"  recorded to {args.record}")
+    report_recording(summary, session.recorder, console)
     meta = report_meta("call", target.description, started_at=started_at, duration_s=summary.duration_s,
                        candidate_pair=pair, impairment=str(media.impair) if media.impair else None)
     failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
@@ -139,15 +137,20 @@ async def _call(args: argparse.Namespace) -> int:
 async def _print_events(session: Any, got: Received, console: Console) -> None:
     with contextlib.suppress(Exception):
         async for event in session.events():
-            got.events[event.type] += 1
-            if isinstance(event, ev.InputTranscriptionCompleted):
-                console.print(f"[bold]you:[/bold] {event.transcript}")
-            elif isinstance(event, ev.ResponseOutputItemDone):
-                console.print(f"[bold cyan]assistant:[/bold cyan] {event.text}")
-            elif isinstance(event, ev.ErrorEvent):
-                console.print(f"[red]bad message:[/red] {event.error}")
-            else:
-                console.print(f"[dim]event {event.type}[/dim]")
+            got.events[terminal_safe(event.type, limit=80)] += 1
+            with contextlib.suppress(Exception):  # one event that cannot be shown does not end the others
+                console.print(event_line(event))
+
+
+def event_line(event: ev.Event) -> str:
+    """How ``peerbot call`` shows an event (rich markup): what came from the far side is escaped."""
+    if isinstance(event, ev.InputTranscriptionCompleted):
+        return f"[bold]you:[/bold] {shown(event.transcript)}"
+    if isinstance(event, ev.ResponseOutputItemDone):
+        return f"[bold cyan]assistant:[/bold cyan] {shown(event.text)}"
+    if isinstance(event, ev.ErrorEvent):
+        return f"[red]bad message:[/red] {shown(event.error)}"
+    return f"[dim]event {shown(event.type)}[/dim]"
 
 
 def _server_counts(server: Any, conversation_id: str | None) -> str:

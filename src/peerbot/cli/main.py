@@ -15,6 +15,7 @@ from typing import NoReturn
 from .. import __version__
 from ..errors import ConfigurationError, MediaError, PeerbotError
 from . import bench, call, devices, orbit, serve
+from .text import terminal_safe
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error(message: object, status: int) -> int:
-    print(f"peerbot: error: {' '.join(str(message).split())}", file=sys.stderr)  # one line, whatever the message
+    # One line, whatever the message; what a server put in it is shown, never obeyed by the terminal.
+    print(f"peerbot: error: {terminal_safe(' '.join(str(message).split()))}", file=sys.stderr)
     return status
 
 

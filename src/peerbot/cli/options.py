@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..engine.impairment import Impairment, NetworkImpairment
@@ -96,12 +95,9 @@ def open_media(args: argparse.Namespace) -> Media:
                   impair=network_impairment(args))
     try:
         if args.record:
-            from ..media.recorder import Recorder
+            from ..media.recorder import check_record_path, check_writable
 
-            Recorder(args.record)  # refuses an unsupported container by its suffix
-            folder = Path(args.record).absolute().parent
-            if not folder.is_dir():
-                raise ConfigurationError(f"cannot record to {args.record}: there is no directory {folder}")
+            check_writable(check_record_path(args.record))  # a container peerbot writes, in a place it can
         if args.play:  # the output device is looked up now, as the microphone is
             from ..media import Speaker
 

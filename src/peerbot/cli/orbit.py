@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from ..errors import CallNotConnectedError, ConfigurationError, PeerbotError
+from ..errors import CallNotConnectedError, ConfigurationError, NoCallError, PeerbotError
 from ..orbit import User
 from ..quality import Sample, report_meta, summarize
 from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
@@ -24,7 +24,8 @@ from .call import EXIT_STATUS
 from .live import Received, count_audio, count_video, hold, play
 from .options import Media, add_impairment_options, add_media_options, add_reconnect_option, open_media, seconds
 from .signals import HangUpSignal, Interrupted
-from .summary import JSON_HELP, CallSummary
+from .summary import JSON_HELP, CallSummary, cancelled, report_recording
+from .text import shown
 
 if TYPE_CHECKING:
     from ..orbit import OrbitCall
@@ -77,6 +78,8 @@ async def _call(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False, soft_wrap=True, stderr=args.json)
     hang_up = HangUpSignal()
+    if not args.user.strip():  # before any request: an empty USER would otherwise be looked up
+        raise ConfigurationError("USER must name whom to call (an external id or an Orbit user id), got ''")
     summary = CallSummary("orbit call", exit_status=1, end_reason="", recording=args.record)
     async with contextlib.AsyncExitStack() as stack:
         media = open_media(args)
@@ -141,9 +144,7 @@ async def _answer(args: argparse.Namespace) -> int:
 
 
 def _interrupted(summary: CallSummary, console: Console, hang_up: HangUpSignal, args: argparse.Namespace) -> int:
-    summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"
-    console.print(f"Call ended before it connected: {summary.end_reason}")
-    return summary.finish(args.json)
+    return cancelled(summary, console, hang_up, args.json)
 
 
 async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Console, hang_up: HangUpSignal,
@@ -154,22 +155,19 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         await hang_up.run(session.start())  # start() ends the call on the server on its way out
     except Interrupted:
         return _interrupted(summary, console, hang_up, args)
+    except NoCallError:  # the wait for call:incoming, so --ring-timeout was given
+        summary.end_reason = f"no call came within {args.ring_timeout:g} s"
+        console.print(summary.end_reason.capitalize())
+        return summary.finish(args.json)
     except CallNotConnectedError as exc:
         summary.end_reason = f"not connected ({exc.outcome}): {_outcome(exc, session.callee_id, other)}"
-        console.print(f"Call {summary.end_reason}")
-        return summary.finish(args.json)
-    except TimeoutError:
-        if session.call_id is None:  # the wait for call:incoming, so --ring-timeout was given
-            summary.end_reason = f"no call came within {args.ring_timeout:g} s"
-        else:
-            summary.end_reason = f"not connected: set-up of call {session.call_id} timed out"
-        console.print(f"Call {summary.end_reason}" if session.call_id else summary.end_reason.capitalize())
+        console.print(f"Call {shown(summary.end_reason)}")
         return summary.finish(args.json)
     except ConfigurationError:
         raise
     except PeerbotError as exc:  # signalling or ICE failed: a failed call, not bad usage
         summary.end_reason = f"not connected: {exc}"
-        console.print(f"Call {summary.end_reason}")
+        console.print(f"Call {shown(summary.end_reason)}")
         return summary.finish(args.json)
     summary.call_id = session.call_id
     got = Received()
@@ -177,7 +175,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     tasks: list[asyncio.Task[None]] = []
     try:
         other = other or await _caller(target, session.call_id or "")
-        with_whom = f"call {session.call_id} ({session.type}){' with ' + other if other else ''}"
+        with_whom = shown(f"call {session.call_id} ({session.type}){' with ' + other if other else ''}")
         if session.role == "caller":
             console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms: {with_whom}")
         else:
@@ -203,24 +201,23 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     history = session.stats_history()
     summary.add_received(got)
     if ending == "interrupted":
-        summary.exit_status, summary.end_reason = hang_up.exit_status, "hung up (interrupted)"
+        summary.exit_status, summary.end_reason = hang_up.exit_status, f"hung up ({hang_up.reason})"
     elif ending == "duration":
         summary.exit_status, summary.end_reason = 0, f"hung up after --duration {args.duration:g} s"
     else:  # the far side hung up (normally: exit 0) or the call failed
         normal = error is None or session.ended_by_remote == "hangup"
         summary.exit_status, summary.end_reason = (0 if normal else 1), (error or end_reason or "the call ended")
     video = f", {got.video_frames} video frames" if session.type == "video" else ""
-    console.print(f"Call ended after {summary.duration_s:.1f} s: {summary.end_reason}")
+    console.print(f"Call ended after {summary.duration_s:.1f} s: {shown(summary.end_reason)}")
     console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames{video}")
     console.print(f"  heard:    {got.heard()}")
     console.print(f"  {summary.reconnections()}")
     if target.server is not None:
-        console.print(f"  server:   call {session.call_id} {target.server.calls[session.call_id].status}")
+        console.print(f"  server:   call {shown(session.call_id)} {target.server.calls[session.call_id].status}")
     if args.metrics_interval:
         console.print(f"  metrics:  {session.metrics_submitted} samples submitted")
-    if args.record:
-        console.print(f"  recorded to {args.record}")
+    report_recording(summary, session.recorder, console)
     meta = report_meta(summary.command, with_whom, started_at=started_at, duration_s=summary.duration_s,
                        candidate_pair=pair, impairment=str(media.impair) if media.impair else None)
     failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
@@ -234,7 +231,7 @@ def _local(args: argparse.Namespace) -> bool | None:
 
 
 def _who(user: User) -> str:
-    return user.external_id if user.external_id == user.id else f"{user.external_id} ({user.id})"
+    return shown(user.external_id if user.external_id == user.id else f"{user.external_id} ({user.id})")
 
 
 def _outcome(exc: CallNotConnectedError, callee_id: str | None, name: str | None) -> str:

@@ -38,6 +38,11 @@ class HangUpSignal:
         """What a shell reports for a process ended by this signal: 128 + its number."""
         return 128 + int(self.signal or signal.SIGINT)
 
+    @property
+    def reason(self) -> str:
+        """How the summary names the signal: ``interrupted`` (SIGINT, Ctrl-C) or ``terminated`` (SIGTERM)."""
+        return "terminated" if self.signal == signal.SIGTERM else "interrupted"
+
     async def wait(self) -> None:
         await self._event.wait()
 

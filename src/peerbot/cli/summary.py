@@ -6,8 +6,13 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .text import shown
+
 if TYPE_CHECKING:  # the engine (aiortc) loads only when a call is made
+    from rich.console import Console
+
     from ..engine.stats import StatsReport
+    from .signals import HangUpSignal
 
 JSON_HELP = """\
 --json prints one JSON object on stdout when the command ends (the human output goes to stderr):
@@ -24,7 +29,8 @@ JSON_HELP = """\
   audio_coverage_percent, concealed_percent       received audio played in time / wall time, and concealed
   jitter_ms, rtt_ms, mos                          the last figures
   (a figure that was never measured is null; README "Call quality figures" defines each)
-  recording            the --record path, or null"""
+  recording            the --record path, or null
+  recording_error      why the recording failed (the call then exits 1), or null"""
 
 
 @dataclass
@@ -54,6 +60,7 @@ class CallSummary:
     reconnects: int = 0
     outage_seconds: float = 0.0
     recording: str | None = None
+    recording_error: str | None = None
 
     def add_stats(self, stats: StatsReport) -> None:
         """Fold in a session's ``stats()`` report (its summary)."""
@@ -82,3 +89,24 @@ class CallSummary:
         if as_json:
             print(self.to_json(), flush=True)
         return self.exit_status
+
+
+def cancelled(summary: CallSummary, console: Console, hang_up: HangUpSignal, as_json: bool) -> int:
+    """A signal came before the call connected: nothing was hung up, the set-up was cancelled."""
+    summary.exit_status, summary.end_reason = hang_up.exit_status, f"cancelled before it connected ({hang_up.reason})"
+    console.print(f"Call {summary.end_reason}")
+    return summary.finish(as_json)
+
+
+def report_recording(summary: CallSummary, recorder: Any, console: Console) -> None:
+    """Say where the call was recorded, or that recording failed: then the call is a failure (exit 1)."""
+    if summary.recording is None:
+        return
+    error = getattr(recorder, "error", None) if recorder is not None else "the recorder never started"
+    if error is None:
+        console.print(f"  recorded to {shown(summary.recording)}")
+        return
+    summary.recording_error = error
+    if summary.exit_status == 0:
+        summary.exit_status = 1
+    console.print(f"  [red]recording failed:[/red] {shown(error)}")

@@ -10,12 +10,23 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..errors import ConfigurationError
+
 FRAME_SECONDS = 0.020
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
 # How late a frame may be and still be caught up on (sent at once). Later than this, nobody read
 # for a while (no sender during a reconnection, a starved loop): the frames of the gap are skipped,
 # as a capture device drops what nobody took, and timestamps jump over it. Sending them late as
 # one burst, or re-anchoring the clock, would instead add the gap to every later frame's delay.
 MAX_LATENESS = 0.100
+
+
+def check_sample_rate(rate: object, name: str = "sample_rate") -> int:
+    """A whole number of samples per second a source can produce, else ``ConfigurationError``."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ConfigurationError(f"{name} must be a whole number of Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE},"
+                                 f" got {rate!r}")
+    return int(rate)
 
 
 def frames_missed(wait: float, frame_seconds: float) -> int:
@@ -30,8 +41,10 @@ class PacedAudioTrack(MediaStreamTrack):
 
     def __init__(self, sample_rate: int = 48000, channels: int = 1) -> None:
         super().__init__()
-        self.sample_rate = sample_rate
-        self.channels = channels
+        self.sample_rate = check_sample_rate(sample_rate)
+        if channels not in (1, 2) or isinstance(channels, bool):
+            raise ConfigurationError(f"channels must be 1 or 2, got {channels!r}")
+        self.channels = int(channels)
         self._samples_per_frame = int(sample_rate * FRAME_SECONDS)
         self._pts = 0
         self._start: float | None = None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 
 import av
 import numpy as np
 
-from ._paced import PacedAudioTrack
+from ..errors import ConfigurationError
+from ._paced import PacedAudioTrack, check_sample_rate
 
 
 class AudioSource(PacedAudioTrack):
@@ -22,7 +24,11 @@ class AudioSource(PacedAudioTrack):
 
     def __init__(self, sample_rate: int = 48000, channels: int = 1, *, queue_seconds: float = 1.0) -> None:
         super().__init__(sample_rate=sample_rate, channels=channels)
-        self._capacity = int(queue_seconds * sample_rate)
+        if (isinstance(queue_seconds, bool) or not isinstance(queue_seconds, (int, float))
+                or not 0 < queue_seconds <= 3600 or not math.isfinite(queue_seconds)):
+            raise ConfigurationError(f"queue_seconds must be a number of seconds above 0 (at most 3600),"
+                                     f" got {queue_seconds!r}")
+        self._capacity = max(1, int(queue_seconds * self.sample_rate))
         self._chunks: collections.deque[np.ndarray] = collections.deque()
         self._queued = 0
         self._space = asyncio.Condition()
@@ -40,8 +46,15 @@ class AudioSource(PacedAudioTrack):
 
         1-D input is interleaved samples of ``channels`` (default 1); 2-D input is
         ``(channels, n)`` or ``(n, channels)``; give ``channels`` to settle which for tiny chunks.
+        Channels are 1 or 2; anything else (another dtype or shape, a bad rate) is a ``ConfigurationError``.
         """
-        data = self._convert(_planar(np.asarray(pcm), channels), sample_rate)
+        rate = check_sample_rate(sample_rate)
+        if channels is not None and (isinstance(channels, bool) or channels not in (1, 2)):
+            raise ConfigurationError(f"channels must be 1 or 2 (or None), got {channels!r}")
+        planar = _planar(_samples(pcm), channels)
+        if planar.shape[1] == 0:
+            return
+        data = self._convert(planar, rate)
         start = 0
         while start < data.shape[1]:
             async with self._space:
@@ -65,8 +78,8 @@ class AudioSource(PacedAudioTrack):
 
     def _convert(self, pcm: np.ndarray, rate: int) -> np.ndarray:
         if pcm.dtype.kind == "f":
-            pcm = (np.clip(pcm, -1.0, 1.0) * 32767).astype(np.int16)
-        pcm = pcm.astype(np.int16, copy=False)
+            pcm = (np.clip(np.nan_to_num(pcm, nan=0.0), -1.0, 1.0) * 32767).astype(np.int16)
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
         in_channels = pcm.shape[0]
         if rate == self.sample_rate and in_channels == self.channels:
             return pcm
@@ -108,12 +121,42 @@ class AudioSource(PacedAudioTrack):
             self._space.notify_all()
 
 
+_SHAPES = "1-D (interleaved), (channels, n) or (n, channels), with 1 or 2 channels"
+
+
+def _samples(pcm: object) -> np.ndarray:
+    """``pcm`` as an array of int16 or float samples, else ``ConfigurationError``."""
+    try:
+        array = np.asarray(pcm)
+    except Exception:
+        raise ConfigurationError(f"PCM must be a numpy array of int16 or float samples, got {type(pcm).__name__}") from None
+    if array.dtype != np.int16 and array.dtype.kind != "f":
+        raise ConfigurationError(f"PCM must be int16, or float in [-1, 1], got {array.dtype} samples")
+    return array
+
+
 def _planar(pcm: np.ndarray, channels: int | None) -> np.ndarray:
-    """Shape PCM as ``(channels, n)``."""
+    """Shape PCM as ``(channels, n)``, or ``ConfigurationError`` for a shape that is not one of ``_SHAPES``."""
     if pcm.ndim == 1:
-        return pcm.reshape(-1, channels or 1).T
+        count = channels or 1
+        if pcm.size % count:
+            raise ConfigurationError(f"interleaved {count}-channel PCM needs a multiple of {count} samples,"
+                                     f" got {pcm.size}")
+        return pcm.reshape(-1, count).T
     if pcm.ndim != 2:
-        raise ValueError(f"PCM must be 1-D or 2-D, got shape {pcm.shape}")
+        raise ConfigurationError(f"PCM must be {_SHAPES}; got shape {pcm.shape}")
+    rows, columns = pcm.shape
     if channels is not None:
-        return pcm if pcm.shape[0] == channels else pcm.T
-    return pcm.T if pcm.shape[0] > pcm.shape[1] else pcm  # (n, channels) is the usual tall shape
+        if rows == channels:
+            return pcm
+        if columns == channels:
+            return pcm.T
+        raise ConfigurationError(f"PCM of shape {pcm.shape} has no axis of {channels} channels")
+    planar, tall = rows in (1, 2), columns in (1, 2)
+    if planar and tall:
+        return pcm.T if rows > columns else pcm  # tiny chunks: channels= settles it
+    if planar:
+        return pcm
+    if tall:
+        return pcm.T  # (n, channels) is the usual tall shape
+    raise ConfigurationError(f"PCM must be {_SHAPES}; got shape {pcm.shape}")

@@ -34,11 +34,18 @@ class File:
         self.path = Path(path)
         self.loop = loop
         self.then_silence = then_silence
-        if not self.path.is_file():
+        if self.path.is_dir():
+            raise MediaError(f"{self.path} is a directory, not a media file")
+        if not self.path.exists():
             raise MediaError(f"media file not found: {self.path}")
+        if not self.path.is_file():  # /dev/zero, a FIFO: a decoder would read it for ever
+            raise MediaError(f"{self.path} is not a media file (not a regular file)")
         try:
             with av.open(str(self.path)) as container:
                 self._kinds = {s.type for s in container.streams if s.type in ("audio", "video")}
+        except av.error.InvalidDataError:
+            raise MediaError(f"cannot open media file {self.path}: it is not a media file"
+                             " (no decoder recognises it)") from None
         except Exception as exc:  # av raises many types for unreadable files
             raise MediaError(f"cannot open media file {self.path}: {exc}") from exc
         if not self._kinds:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import logging
 import time
@@ -36,9 +37,30 @@ def check_record_path(path: str | Path) -> Path:
     if not isinstance(path, (str, Path)) or not str(path):
         raise ConfigurationError(f"record must be a file path, got {path!r}")
     checked = Path(path)
+    if str(path).endswith(("/", "\\")) or checked.is_dir():
+        raise ConfigurationError(f"cannot record to {path}: it is a directory; give a file path ending in"
+                                 f" one of {', '.join(_CODECS)}")
     if checked.suffix.lower() not in _CODECS:
         raise ConfigurationError(f"cannot record to {checked.name}: use one of {', '.join(_CODECS)}")
     return checked
+
+
+def check_writable(path: Path) -> None:
+    """Open ``path`` for writing now, as the recording will (a file made here is removed again), so
+    that a place that cannot be written is a ``ConfigurationError`` before any request, not a
+    recording lost at the end of the call."""
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise ConfigurationError(f"cannot record to {path}: there is no directory {folder}")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"cannot record to {path}: {exc.strerror or exc}") from None
+    if not existed:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 class Recorder:
@@ -72,6 +94,7 @@ class Recorder:
         self._subs: list[Subscription[av.AudioFrame] | Subscription[av.VideoFrame]] = []
         self.audio_frames = 0
         self.video_frames = 0
+        self.error: str | None = None  # why writing failed: what was received is then (partly) lost
 
     def start(self, audio: Subscription[av.AudioFrame] | None, video: Subscription[av.VideoFrame] | None) -> None:
         """Begin writing; video is ignored when the container holds audio only."""
@@ -95,12 +118,27 @@ class Recorder:
             self._tasks.append(asyncio.create_task(self._pump(video, self._on_video)))
 
     async def _pump(self, sub: Subscription[Frame], handle: Callable[[Frame], Awaitable[None]]) -> None:
-        try:
-            async for frame in sub:
+        frames = sub.__aiter__()
+        while True:
+            try:
+                frame = await frames.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:  # a broken peer ends the stream: keep what was written
+                log.debug("recording stream ended: %s", exc)
+                return
+            try:
                 async with self._lock:
                     await handle(frame)
-        except Exception as exc:  # a broken peer ends the stream: keep what was written
-            log.debug("recording stream ended: %s", exc)
+            except Exception as exc:  # the file, the disk or the encoder: say so, never lose it silently
+                self._failed(f"writing {self.path} failed: {exc}")
+                sub.close()
+                return
+
+    def _failed(self, message: str) -> None:
+        if self.error is None:
+            self.error = message
+            log.warning("recording: %s", message)
 
     async def _on_audio(self, frame: av.AudioFrame) -> None:
         self._pending.append(frame)
@@ -171,7 +209,10 @@ class Recorder:
         if self._container is None:
             return
         async with self._lock:
-            await asyncio.to_thread(self._finish)
+            try:
+                await asyncio.to_thread(self._finish)
+            except Exception as exc:
+                self._failed(f"finishing {self.path} failed: {exc}")
 
     def _finish(self) -> None:
         container = self._require_container()
@@ -184,5 +225,5 @@ class Recorder:
                 if stream is not None:
                     container.mux(stream.encode(None))
         finally:
-            container.close()
             self._container = None
+            container.close()

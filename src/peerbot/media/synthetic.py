@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import time
+from collections.abc import Callable
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..errors import ConfigurationError
 from ._paced import PacedAudioTrack, frames_missed
 
 VIDEO_CLOCK = 90000
@@ -22,8 +25,10 @@ class Tone(PacedAudioTrack):
 
     def __init__(self, frequency: float = 440.0, *, amplitude: float = 0.3, sample_rate: int = 48000) -> None:
         super().__init__(sample_rate=sample_rate, channels=1)
-        self.frequency = frequency
-        self.amplitude = amplitude
+        nyquist = self.sample_rate / 2
+        self.frequency = _number("frequency", frequency, f"between 0 and {nyquist:g} Hz (half the sample rate)",
+                                 lambda f: 0 < f < nyquist)
+        self.amplitude = _number("amplitude", amplitude, "from 0 to 1 (full scale)", lambda a: 0 <= a <= 1)
         self._phase = 0
 
     def _next_samples(self, n: int) -> np.ndarray:
@@ -31,6 +36,15 @@ class Tone(PacedAudioTrack):
         self._phase += n
         wave = self.amplitude * 32767 * np.sin(2 * np.pi * self.frequency * t)
         return wave.astype(np.int16).reshape(1, -1)
+
+
+def _number(name: str, value: object, expected: str, fits: Callable[[float], bool]) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigurationError(f"{name} must be a number {expected}, got {value!r}")
+    number = float(value)
+    if not (math.isfinite(number) and fits(number)):
+        raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
+    return number
 
 
 class Silence(PacedAudioTrack):

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from ..engine.options import positive_seconds
 from ..engine.peer import Peer
-from ..errors import CallNotConnectedError, ConfigurationError, OrbitError, PeerConnectionError
+from ..engine.ice import IceServerEntry, check_ice_servers
+from ..errors import CallNotConnectedError, ConfigurationError, NoCallError, OrbitError, PeerConnectionError
 from ..media.source import MediaSource
 from ..session import PeerSession
 from . import routes
@@ -56,8 +57,11 @@ class OrbitCall(PeerSession):
         ring_timeout: float | None = 30.0,
         connect_timeout: float = 10.0,
         metrics_interval: float | None = None,
+        ice_servers: list[IceServerEntry] | None = None,
         **options: Any,
     ) -> None:
+        if callee_id is not None and (not isinstance(callee_id, str) or not callee_id.strip()):
+            raise ConfigurationError(f"callee_id must be a non-empty user id, got {callee_id!r}")
         if type not in routes.CALL_TYPES:
             raise ConfigurationError(f"call type must be one of {routes.CALL_TYPES}, got {type!r}")
         # None waits for as long as it takes: an answering bot waits for the next call with no limit.
@@ -65,13 +69,15 @@ class OrbitCall(PeerSession):
         self._connect_timeout = positive_seconds("connect_timeout", connect_timeout)
         self._metrics_interval = (positive_seconds("metrics_interval", metrics_interval)
                                   if metrics_interval is not None else None)
+        # Instead of the server's TURN credentials (which are then not asked for), as orga.connect does.
+        self._ice_override = check_ice_servers(ice_servers) if ice_servers is not None else None
         super().__init__(source, video, **options)
         self._user = user
         self.callee_id = callee_id
         self.caller_id: str | None = None  # known once a call is answered
         self.call_id = call_id
         self.type: CallType = type
-        self.role: Literal["caller", "callee"] = "caller" if callee_id else "callee"
+        self.role: Literal["caller", "callee"] = "caller" if callee_id is not None else "callee"
         self._events = user.events(on_token_expired)
         self._signals: dict[str, asyncio.Future[OrbitEvent]] = {}
         self._candidates: list[OrbitEvent] = []
@@ -151,8 +157,11 @@ class OrbitCall(PeerSession):
         while True:
             remaining = deadline - loop.time() if deadline is not None else None
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"no call came within {self._ring_timeout:g} s")
-            incoming = await self._events.wait_for(routes.CALL_INCOMING, timeout=remaining)
+                raise NoCallError(f"no call came within {self._ring_timeout:g} s")
+            try:
+                incoming = await self._events.wait_for(routes.CALL_INCOMING, timeout=remaining)
+            except TimeoutError:
+                raise NoCallError(f"no call came within {self._ring_timeout:g} s") from None
             if incoming.call_id is None or incoming.data.get("status", "ringing") != "ringing":
                 continue
             try:
@@ -176,8 +185,10 @@ class OrbitCall(PeerSession):
         await self._trickle_local_candidates()
 
     async def _make_peer(self) -> Peer:
-        credentials = await self._user.calls.get_turn_credentials()
-        peer = self._new_peer(credentials.ice_servers)
+        if self._ice_override is not None:
+            peer = self._new_peer(self._ice_override)
+        else:
+            peer = self._new_peer((await self._user.calls.get_turn_credentials()).ice_servers)
         for event in self._candidates:
             await self._add_candidate(event)
         return peer
@@ -325,9 +336,11 @@ def call(
     (default 30 s; None rings until the callee answers or the server gives up).
     Invalid settings raise ``ConfigurationError`` here, before any request. ``options``:
     ``on_token_expired``, ``ring_timeout``, ``connect_timeout``, ``metrics_interval``, ``record``,
-    ``reconnect`` (default True), ``reconnect_attempts``, ``reconnect_backoff``, and the engine's
-    ``relay_only``, ``codecs``, ``gather_timeout``, ``liveness_timeout``, ``turn_tls_ca``, ``impair``.
+    ``reconnect`` (default True), ``reconnect_attempts``, ``reconnect_backoff``, ``ice_servers`` (instead
+    of the server's TURN credentials), and the engine's ``relay_only``, ``codecs``, ``gather_timeout``, ``liveness_timeout``, ``turn_tls_ca``, ``impair``.
     """
+    if not isinstance(callee_id, str) or not callee_id.strip():  # "" would silently become an answer
+        raise ConfigurationError(f"callee_id must be a non-empty user id, got {callee_id!r}")
     user = OrbitUser(base_url, token, client_id)
     return OrbitCall(source, video, user=user, callee_id=callee_id, type=type, **options)
 
@@ -345,8 +358,9 @@ def answer(
     """Answer the next live incoming call (or ``call_id``): ``async with peerbot.orbit.answer(...) as c``.
 
     Waits up to ``ring_timeout`` seconds (default 30; None waits with no limit) for a ringing
-    ``call:incoming`` (calls that ended or were missed before are skipped; ``TimeoutError`` if none
-    comes); the call's own type decides video.
+    ``call:incoming`` (calls that ended or were missed before are skipped; ``NoCallError``, a
+    ``CallNotConnectedError`` with outcome ``no_call`` and also a ``TimeoutError``, if none comes);
+    the call's own type decides video.
     """
     user = OrbitUser(base_url, token, client_id)
     return OrbitCall(source, video, user=user, call_id=call_id, **options)

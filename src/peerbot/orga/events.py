@@ -112,8 +112,17 @@ def parse_event(message: str | bytes) -> Event:
     """Decode one data-channel message into a typed event, never raising.
 
     Not JSON (nesting too deep, a huge number, NaN, not UTF-8 included), no string ``type``, or a
-    known type with a field of the wrong shape: an :class:`ErrorEvent` saying which.
+    known type with a field of the wrong shape: an :class:`ErrorEvent` saying which. Strings are
+    kept as they came (lone surrogates, control characters): whoever prints them makes them safe.
     """
+    try:
+        return _parse(message)
+    except Exception as exc:  # a case the checks below missed must still not end an events() loop
+        return ErrorEvent("error", {}, error=f"message could not be decoded ({type(exc).__name__})",
+                          data=message if isinstance(message, (str, bytes)) else "")
+
+
+def _parse(message: str | bytes) -> Event:
     if not isinstance(message, (str, bytes)):
         return ErrorEvent("error", {}, error=f"message is {type(message).__name__}, not text or bytes")
     try:
