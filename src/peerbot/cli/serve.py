@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import shlex
 import signal
@@ -21,7 +22,9 @@ from ..ice_servers import IceServer, InvalidIceServer, ice_server_from_text
 from ..local.orbit_server import DEFAULT_PORT as ORBIT_PORT
 from ..local.orbit_server import LocalOrbitServer
 from ..local.orga_server import DEFAULT_PORT as ORGA_PORT
+from ..local.orga_server import MAX_TOKEN_TTL
 from ..local.orga_server import LocalOrgaServer
+from .options import seconds
 
 DEMO_USER = "alice"
 
@@ -31,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                           " or with --orbit the Orbit-compatible one")
     p.add_argument("--orbit", action="store_true", help="run the Orbit-compatible server (users, tokens, calls)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=None,
+    p.add_argument("--port", type=_port, default=None,
                    help=f"port (default {ORGA_PORT}, {ORBIT_PORT} with --orbit; 0 picks a free one)")
     p.add_argument("--ice-server", action="append", default=[], metavar="JSON|URL",
                    help='ICE server handed to clients, e.g. stun:host:3478 or {"urls": …} (repeatable)')
@@ -40,19 +43,37 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     orga = p.add_argument_group("Orga")
     orga.add_argument("--api-key", action="append", dest="api_keys",
                       help="accepted API key (repeatable; default: $ORGA_API_KEY or a generated one)")
-    orga.add_argument("--token-ttl", type=float, default=60.0, help="ephemeral token lifetime in seconds")
-    orga.add_argument("--echo-delay", type=float, default=0.2, help="seconds before the echo assistant replays audio")
+    orga.add_argument("--token-ttl", type=seconds, default=60.0, help="ephemeral token lifetime in seconds")
+    orga.add_argument("--echo-delay", type=_delay, default=0.2, help="seconds before the echo assistant replays audio")
     orbit = p.add_argument_group("Orbit (with --orbit)")
     orbit.add_argument("--secret-key", action="append", dest="secret_keys", metavar="SK",
                        help="an app's secret key (repeatable; default: $ORBIT_SECRET_KEY or a generated one)")
     orbit.add_argument("--publishable-key", action="append", dest="publishable_keys", metavar="PK",
                        help="the matching publishable key, one per --secret-key"
                             " (default: $ORBIT_CLIENT_ID or a generated one)")
-    orbit.add_argument("--ring-timeout", type=float, default=30.0, metavar="S",
+    orbit.add_argument("--ring-timeout", type=seconds, default=30.0, metavar="S",
                        help="an unanswered call is missed after S seconds (default 30)")
     orbit.add_argument("--no-demo", dest="demo", action="store_false",
                        help=f"do not host the demo user {DEMO_USER!r}, who answers every call and plays back what it hears")
     p.set_defaults(run=run)
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535 (argparse type)."""
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0 picks a free one), got {text!r}")
+    return int(text)
+
+
+def _delay(text: str) -> float:
+    """A finite number of seconds >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
         ice = [ice_server_from_text(text) for text in args.ice_server]
     except InvalidIceServer as exc:
         raise ConfigurationError(f"--ice-server: {exc}") from None
+    if bool(args.turn_urls) != bool(args.turn_secret):
+        given, missing = ("--turn-url", "--turn-secret") if args.turn_urls else ("--turn-secret", "--turn-url")
+        raise ConfigurationError(f"{given} needs {missing} too: TURN REST credentials are made from both")
+    if args.token_ttl > MAX_TOKEN_TTL:
+        raise ConfigurationError(f"--token-ttl must be at most {MAX_TOKEN_TTL:g} seconds, got {args.token_ttl:g}")
     port = args.port if args.port is not None else ORBIT_PORT if args.orbit else ORGA_PORT
     asyncio.run(_serve_orbit(args, port, ice) if args.orbit else _serve_orga(args, port, ice))
     return 0

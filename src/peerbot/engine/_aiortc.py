@@ -113,6 +113,31 @@ def after_gathering(connection: Connection, callback: Callable[[], None]) -> Non
     connection.gather_candidates = gather_then_call  # type: ignore[method-assign]
 
 
+def guard_connect(pc: RTCPeerConnection, on_error: Callable[[Exception], None]) -> None:
+    """Retrieve the exception of aiortc's connect task, always, and hand it to ``on_error``.
+
+    Each set*Description starts ``RTCPeerConnection.__connect`` (ICE, DTLS, media) with
+    ``ensure_future`` and keeps no reference, so when it raises (an offer it accepted but cannot
+    use) asyncio logs "Task exception was never retrieved" at ERROR. The instance attribute
+    shadows the private method for that one peer connection.
+    """
+    connect = pc._RTCPeerConnection__connect  # type: ignore[attr-defined]
+
+    async def guarded() -> None:
+        try:
+            await connect()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("aiortc's connect task failed: %r", exc, exc_info=exc)
+            try:
+                on_error(exc)
+            except Exception:  # reporting must not bring the error back
+                log.debug("reporting a failed connect task failed", exc_info=True)
+
+    pc._RTCPeerConnection__connect = guarded  # type: ignore[attr-defined]
+
+
 # --- RTP ------------------------------------------------------------------------------
 
 

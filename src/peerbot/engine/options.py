@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from aiortc import RTCRtpSender
+from aiortc.codecs import is_rtx
 
 from ..errors import ConfigurationError
 from .impairment import Impairment, NetworkImpairment
@@ -26,6 +29,32 @@ def count(name: str, value: object, minimum: int = 0) -> int:
     return value
 
 
+def known_codecs() -> list[str]:
+    """The codec names aiortc can send (``opus``, ``PCMU``…, ``VP8``, ``H264``), audio first."""
+    names = [c.mimeType.split("/", 1)[1] for kind in ("audio", "video")
+             for c in RTCRtpSender.getCapabilities(kind).codecs if not is_rtx(c)]
+    return list(dict.fromkeys(names))
+
+
+def codec_names(value: object) -> tuple[str, ...] | None:
+    """``codecs=`` checked: None keeps aiortc's order; otherwise a non-empty list of known codec
+    names (any case), lower-cased; ``ConfigurationError`` naming the known ones otherwise."""
+    if value is None:
+        return None
+    known = known_codecs()
+    choose = f"choose from {', '.join(known)}"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"codecs must be a list of codec names ({choose}), got {value!r}")
+    names = list(value)
+    if not names:
+        raise ConfigurationError(f"codecs is empty: give at least one ({choose}), or None for all of them")
+    lower = {name.lower() for name in known}
+    unknown = [name for name in names if not isinstance(name, str) or name.lower() not in lower]
+    if unknown:
+        raise ConfigurationError(f"unknown codec {unknown[0]!r}: {choose}")
+    return tuple(name.lower() for name in names)
+
+
 @dataclass(frozen=True)
 class PeerOptions:
     """How a ``Peer`` gathers, watches and receives; see ``Peer`` for each setting."""
@@ -34,7 +63,7 @@ class PeerOptions:
     gather_timeout: float = 5.0
     liveness_timeout: float = 5.0
     stats_interval: float = 1.0
-    codecs: tuple[str, ...] = field(default=())
+    codecs: Iterable[str] | None = None  # a tuple of lower-case names once checked
     audio_jitter_frames: int = 1
     turn_tls_ca: str | os.PathLike[str] | None = None
     impair: Impairment | NetworkImpairment | None = None
@@ -43,11 +72,7 @@ class PeerOptions:
         for name in ("gather_timeout", "liveness_timeout", "stats_interval"):
             positive_seconds(name, getattr(self, name))
         count("audio_jitter_frames", self.audio_jitter_frames, minimum=1)
-        codecs: Iterable[object] = self.codecs or ()
-        names = [c for c in codecs if isinstance(c, str) and c]
-        if isinstance(self.codecs, str) or len(names) != len(list(self.codecs or ())):
-            raise ConfigurationError(f"codecs must be a list of codec names, got {self.codecs!r}")
-        object.__setattr__(self, "codecs", tuple(name.lower() for name in names))  # frozen: normalised once
+        object.__setattr__(self, "codecs", codec_names(self.codecs))  # frozen: normalised once
         if self.turn_tls_ca is not None:
             tls_context(self.turn_tls_ca)  # unreadable or not PEM: ConfigurationError now, not at gathering
         object.__setattr__(self, "impair", NetworkImpairment.of(self.impair))

@@ -29,6 +29,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp, candidate_to_sdp
 from ..errors import IceFailedError, PeerConnectionError, SdpError
 from ..media.streams import StreamHub, TrackReader
 from . import _aiortc
+from ._remote_sdp import check_remote_description
 from .datachannel import DataChannel, Message
 from .ice import IceServerEntry, rtc_configuration
 from .impairment import ImpairedNetwork, Impairment, NetworkImpairment, attach
@@ -95,7 +96,7 @@ class Peer:
     ) -> None:
         self.options = PeerOptions(relay_only=relay_only, gather_timeout=gather_timeout,
                                    liveness_timeout=liveness_timeout, stats_interval=stats_interval,
-                                   codecs=tuple(codecs or ()), audio_jitter_frames=audio_jitter_frames,
+                                   codecs=codecs, audio_jitter_frames=audio_jitter_frames,
                                    turn_tls_ca=turn_tls_ca, impair=impair)
         self.impairment: ImpairedNetwork | None = None  # its counters outlive the connection, for reports
         self._turn_tls = tls_context(turn_tls_ca) if turn_tls_ca is not None else None
@@ -103,7 +104,7 @@ class Peer:
         self.gather_timeout = self.options.gather_timeout
         self.liveness_timeout = self.options.liveness_timeout
         self.stats_interval = self.options.stats_interval
-        self.codecs = list(self.options.codecs)
+        self.codecs = list(self.options.codecs or ())
         self.audio_jitter_frames = audio_jitter_frames
         self.audio: TrackReader[av.AudioFrame] = TrackReader("audio", audio_hub)
         self.video: TrackReader[av.VideoFrame] = TrackReader("video", video_hub)
@@ -125,6 +126,7 @@ class Peer:
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
+        _aiortc.guard_connect(self._pc, self._on_connect_failed)
 
     # --- building the offer -----------------------------------------------------------
 
@@ -224,8 +226,7 @@ class Peer:
                 log.warning("remote ICE candidate not added: %s", exc)
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
-        if not isinstance(sdp, str) or not sdp.startswith("v=0"):
-            raise SdpError(f"the {kind} is not an SDP (it must start with 'v=0')")
+        check_remote_description(sdp, kind)  # what aiortc would accept and then break on, out of sight
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         except Exception as exc:  # aiortc raises ValueError, KeyError, InvalidStateError...
@@ -329,6 +330,11 @@ class Peer:
         elif state == "closed":
             # DTLS close_notify: the far side closed its connection on purpose.
             self._begin_end("the far side closed the connection", error=False)
+
+    def _on_connect_failed(self, exc: Exception) -> None:
+        # aiortc starts ICE, DTLS and media in a task of its own; when that fails nothing else says so.
+        if not self.ended:
+            self._begin_end(f"the connection could not be set up: {_reason(exc)}", error=True)
 
     def expect_close(self, reason: str) -> None:
         """We are hanging up: the far side closing from now on ends the peer with ``reason``, not an error."""
@@ -462,5 +468,8 @@ class Peer:
 
 
 def _reason(exc: Exception) -> str:
-    # aiortc's messages can quote the whole SDP; some exceptions have none.
-    return str(exc)[:200] or type(exc).__name__
+    # aiortc's ValueErrors say what is wrong; other exceptions (KeyError, AttributeError…) are its
+    # internals breaking, which tells a user nothing: logged at debug, not shown.
+    log.debug("aiortc refused a description", exc_info=exc)
+    message = str(exc)[:200] if isinstance(exc, ValueError) else ""  # it can quote the whole SDP
+    return message or "aiortc cannot negotiate it"

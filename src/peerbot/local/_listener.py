@@ -15,9 +15,11 @@ import logging
 from typing import Any, Self
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_protocol import RequestHandler
 
 from ..errors import SessionStateError
-from ._json_api import BODY_TIMEOUT_KEY
+from ._json_api import BODY_TIMEOUT_KEY, error_response
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,34 @@ class _HeadDeadline(asyncio.Protocol):
             self._transport.abort()
 
 
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's protocol, answering malformed HTTP (a request line past 8 KiB, a bad header)
+    with the servers' JSON error body instead of plain text. aiohttp answers those before any
+    application code runs, through ``handle_error``, so that is what is overridden."""
+
+    __slots__ = ()  # the same layout as RequestHandler, so an instance's class can be switched
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)  # logs (at debug, see _ProtocolErrorLog)
+        if not 400 <= status < 500:
+            return response
+        if isinstance(exc, LineTooLong):
+            code, text = "request_too_large", "the request line or a header is too long (at most 8 KiB)"
+        else:
+            code, text = "bad_request", "the request is not well-formed HTTP"
+        answer = error_response(status, code, text)
+        answer.force_close()  # as aiohttp does: the parser's state is unknown from here
+        return answer
+
+
+def _json_parse_errors(protocol: RequestHandler) -> RequestHandler:
+    # aiohttp's Server builds the RequestHandler itself (with the runner's settings), and the
+    # class has __slots__: switching the instance's class is the way in without its private fields.
+    protocol.__class__ = _JsonErrorHandler
+    return protocol
+
+
 async def _expect_next_head(request: web.Request, response: web.StreamResponse) -> None:
     # 101: the connection now carries WebSocket frames, not requests.
     deadline = request.app[_DEADLINES].get(request.transport) if request.transport is not None else None
@@ -162,7 +192,8 @@ class Listener:
         assert handler is not None  # set by setup()
         try:
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: _HeadDeadline(handler(), self.read_timeout, self.idle_timeout, self.app[_DEADLINES]),
+                lambda: _HeadDeadline(_json_parse_errors(handler()), self.read_timeout, self.idle_timeout,
+                                      self.app[_DEADLINES]),
                 self.host, self._requested_port
             )
         except BaseException:

@@ -92,8 +92,9 @@ def read_offer(sdp: str) -> SessionDescription:
         raise InvalidCallRequest("invalid_sdp", "'offer.sdp' is not an SDP (it must start with 'v=0')")
     try:
         session = SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises ValueError, IndexError, StopIteration…
-        raise InvalidCallRequest("invalid_sdp", f"'offer.sdp' could not be parsed: {type(exc).__name__}") from None
+    except Exception:  # aiortc's parser raises ValueError, IndexError, StopIteration…
+        raise InvalidCallRequest("invalid_sdp", "'offer.sdp' could not be parsed: a line is malformed"
+                                 " (an m= line, a number, a=fingerprint, a=candidate, a=rtpmap…)") from None
     if not session.media:
         raise InvalidCallRequest("invalid_sdp", "'offer.sdp' is not an SDP offer with media sections")
     mids = [media.rtp.muxId for media in session.media]

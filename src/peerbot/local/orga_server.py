@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 API_KEY_PREFIX = "orga_local_"
 DEFAULT_PORT = 8765
 MAX_BODY_SIZE = 256 * 1024
+MAX_TOKEN_TTL = 3600.0  # the default cap on a token's lifetime
+MIN_EXPIRES_IN = 1.0  # a client's ``expires_in`` below this makes a token dead on arrival
 DEMO_USER_EMAIL = "you@peerbot.local"
 _Handler = Handler
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the SDK's own "x@y.z" check
@@ -82,7 +84,7 @@ class LocalOrgaServer(Listener):
         ice_servers: Sequence[Mapping[str, Any]] | None = None,
         api_keys: Iterable[str] | None = None,
         token_ttl: float = 60.0,
-        max_token_ttl: float = 3600.0,
+        max_token_ttl: float = MAX_TOKEN_TTL,
         echo_delay: float = 0.2,
         turn_urls: str | Sequence[str] | None = None,
         turn_secret: str | None = None,
@@ -243,8 +245,11 @@ class LocalOrgaServer(Listener):
         expires_in = (await read_json_object(request, optional=True)).get("expires_in")
         if expires_in is not None:
             seconds = finite_number(expires_in)
-            if seconds is None or seconds <= 0:
-                raise ApiError(400, "invalid_request", "'expires_in' must be a positive number of seconds")
+            if seconds is None or seconds < MIN_EXPIRES_IN:
+                # Above the cap it is shortened (a token is still usable); below a second it would be dead.
+                raise ApiError(400, "invalid_request",
+                               f"'expires_in' must be a number of seconds, at least {MIN_EXPIRES_IN:g}"
+                               f" (longer ones are cut to {self.max_token_ttl:g})")
             ttl = min(seconds, self.max_token_ttl)
         token = issue_token(self._token_secret, email, ttl, key_id=key_id(api_key))
         return web.json_response({"ephemeral_token": token, "expires_in": int(ttl) if ttl == int(ttl) else ttl})

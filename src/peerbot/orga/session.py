@@ -54,7 +54,7 @@ class OrgaSession(PeerSession):
         impair: Impairment | NetworkImpairment | str | None = None,
     ) -> None:
         super().__init__(source, video, record=record, reconnect=reconnect, reconnect_attempts=reconnect_attempts,
-                         reconnect_backoff=reconnect_backoff, relay_only=relay_only, codecs=tuple(codecs or ()),
+                         reconnect_backoff=reconnect_backoff, relay_only=relay_only, codecs=codecs,
                          gather_timeout=gather_timeout, liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca,
                          impair=impair)
         self._ice_override = check_ice_servers(ice_servers) if ice_servers is not None else None
@@ -112,7 +112,8 @@ class OrgaSession(PeerSession):
         During a reconnection it waits for the re-created call's data channel and sends there;
         ``SessionEndedError`` if the session ends first (closed, or reconnecting failed).
         """
-        validate_params(voice=voice, model=model, temperature=temperature, modalities=modalities)
+        validate_params(voice=voice, model=model, temperature=temperature, modalities=modalities,
+                        instructions=instructions)
         self._require_started()
         if self._channel is None:
             raise SessionStateError("the OrgaSession has no data channel (its set-up failed)")
