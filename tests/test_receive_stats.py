@@ -196,7 +196,7 @@ async def test_starved_event_loop_lowers_coverage_and_raises_concealment_then_re
     # Each stall outlasts the 50 ms in hand: up to 30 ms of every 100 ms miss their time.
     assert concealed(before, starved) > 0.1
     assert starved.lateFrames >= before.lateFrames + 10
-    assert starved.concealmentEvents >= before.concealmentEvents + 10
+    assert starved.concealmentEvents >= before.concealmentEvents + 5  # ~30 stalls; runs merge on a loaded machine
     assert starved.audioCoverage < before.audioCoverage - 0.1
     # Once the loop is free again, the audio plays in time and coverage climbs back.
     assert concealed(settled, after) < 0.05
