@@ -28,3 +28,61 @@ def test_bench_quality_refuses_a_round_of_no_sessions():
     result = subprocess.run([*PEERBOT, "bench", "quality", "--sessions", "1,0"], capture_output=True, text=True,
                             timeout=30, env=ENV)
     assert result.returncode == 2 and "expected a whole number of at least 1" in result.stderr
+
+
+class _FakeSession:
+    """What ``bench quality`` reads of a session: a last interval's MOS of 1.0 after seconds of 4.0 and 4.4."""
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+    async def audio_frames(self):
+        return
+        yield
+
+    def stats(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(to_metrics=lambda: {"t": 3.0, "mos": 1.0, "audio_coverage_percent": 100.0})
+
+    def stats_history(self):
+        return [{"t": 1.0, "mos": 4.0}, {"t": 2.0, "mos": None}, {"t": 3.0, "mos": 4.4}]
+
+
+def test_bench_quality_mos_is_the_whole_calls_mean_of_its_seconds_not_the_last_interval(monkeypatch):
+    import asyncio
+
+    from peerbot import orga
+    from peerbot.cli import bench
+
+    monkeypatch.setattr(orga, "connect", lambda *a, **k: _FakeSession())
+    figures = asyncio.run(bench._one_call("http://unused", "key", 0.01))
+    assert abs(figures["mos"] - 4.2) < 1e-9
+
+
+def test_bench_quality_exits_1_and_says_why_when_a_session_failed(monkeypatch, capsys):
+    import asyncio
+    import contextlib
+
+    from peerbot.cli import bench
+
+    calls = iter([None, RuntimeError("the server refused")])
+
+    async def one_call(*args):
+        error = next(calls)
+        if error:
+            raise error
+        return {"mos": 4.4}
+
+    @contextlib.asynccontextmanager
+    async def no_server():
+        yield "http://unused", "key"
+
+    monkeypatch.setattr(bench, "_one_call", one_call)
+    monkeypatch.setattr(bench, "_server_process", no_server)
+    assert asyncio.run(bench._quality([2], 0.01)) == 1
+    out = capsys.readouterr().out
+    assert "(1 failed)" in out and "the server refused" in out

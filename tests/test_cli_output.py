@@ -99,3 +99,14 @@ def test_unexpected_error_is_one_line_without_traceback_unless_debug():
     assert plain.stderr.splitlines() == [
         "peerbot: error: unexpected KeyError: 'no such key' (run with --debug for the traceback)"]
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_end_summary_without_a_terminal_has_a_quality_line_with_loss_jitter_rtt_mos_and_coverage():
+    from peerbot.cli.summary import CallSummary
+
+    summary = CallSummary("call", exit_status=0, end_reason="", loss_percent=0.0, jitter_ms=1.23, rtt_ms=3.4,
+                          mos=4.41, audio_coverage_percent=99.6)
+    assert summary.quality() == "quality:  loss 0.0 %, jitter 1.2 ms, RTT 3 ms, MOS 4.4, coverage 100 %"
+    summary.latency_ms, summary.latency_p95_ms, summary.latency_markers_lost = 251.0, 262.0, 1
+    assert summary.quality().endswith(", latency 251 ms (p95 262 ms, 1 markers lost)")
+    assert CallSummary("call", exit_status=1, end_reason="").quality().startswith("quality:  loss –, jitter –")

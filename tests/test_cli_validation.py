@@ -69,6 +69,17 @@ BAD = {
     "source that is a device": (["call", "--source", "/dev/zero"], "/dev/zero is not a media file"),
     "source that is a directory": (["orbit", "answer", "--source", "/tmp"], "/tmp is a directory, not a media file"),
     "orbit call to nobody": (["orbit", "call", ""], "USER must name whom to call"),
+    "report where nothing can be written": (["call", "--report", "/proc/x"], "cannot write in '/proc'"),
+    "report into a missing directory": (["orbit", "answer", "--report", "/nonexistent/dir/x"],
+                                        "'/nonexistent/dir' is not an existing directory"),
+    "report with an empty stem": (["call", "--report", ""], "argument --report: needs a file name stem"),
+    "report stem that is a directory": (["orbit", "call", "bob", "--report", "/tmp/"], "needs a file name stem"),
+    "assert an impossible percentage": (["call", "--assert", "loss<=150%"], "loss_percent is from 0 to 100"),
+    "assert an infinite value": (["call", "--assert", "jitter==1e999ms"], "must be a finite number"),
+    "assert a negative time": (["orbit", "answer", "--assert", "rtt_p95<=-1ms"], "rtt_ms is at least 0"),
+    "bench of a negative duration": (["bench", "quality", "--duration", "-1"], "argument --duration: must be more"),
+    "bench of no duration": (["bench", "quality", "--duration", "0"], "argument --duration: must be more"),
+    "bench of a NaN duration": (["bench", "quality", "--duration", "nan"], "argument --duration: must be more"),
 }
 
 

@@ -95,9 +95,10 @@ async def test_app_pushed_audio_is_sent_paced_and_silence_follows_when_starved(p
     a.add_transceiver("audio", source, "sendonly")
     await connect_pair(a, b)
     t = np.arange(16000) / 16000  # one second at 16 kHz mono float: converted by the source
+    listening = asyncio.create_task(collect_audio(b, 1.5))  # from before the tone goes out
     await source.capture(0.5 * np.sin(2 * np.pi * 600 * t), 16000)
     await source.wait_for_playout()
-    heard = await collect_audio(b, 1.5)
+    heard = await listening
     voiced = heard[: len(heard) // 2]
     assert abs(dominant_frequency(voiced, 16000) - 600) < 10
     assert rms(heard[-3200:]) < 50  # the last 0.2 s: starved, so silence

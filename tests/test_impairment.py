@@ -5,7 +5,6 @@ connectivity check, and aiortc's own ``getStats()`` (and RTCP) on both sides as 
 from __future__ import annotations
 
 import asyncio
-import math
 import statistics
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,8 +14,9 @@ import pytest
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from peerbot import orga
 from peerbot.engine import _aiortc
-from peerbot.engine.impairment import Blackout, ImpairedNetwork, Impairment, NetworkImpairment, attach
+from peerbot.engine.impairment import Blackout, ImpairedNetwork, Impairment, ImpairmentClock, NetworkImpairment, attach
 from peerbot.engine.peer import Peer
 from peerbot.media import TestPattern, Tone
 from peerbot.media.streams import ConvertedStream, audio_converter
@@ -85,8 +85,10 @@ async def until(condition: Callable[[], Any], timeout: float, step: float = 0.25
 
 
 async def test_five_percent_send_loss_is_measured_4_to_6_percent_by_the_far_side_and_by_its_rtcp(pair):
-    a, b, network = await pair(NetworkImpairment(send=Impairment(loss=5, seed=11)), audio=10)
-    await asyncio.sleep(7)  # 10 streams x 50 packets/s
+    # 5 streams x 50 packets/s for 10.5 s: enough packets, and few enough encoders that a loaded
+    # machine does not add losses of its own (a full socket buffer) to the configured ones.
+    a, b, network = await pair(NetworkImpairment(send=Impairment(loss=5, seed=11)), audio=5)
+    await asyncio.sleep(10.5)
     stop_sending(a)
     inbound = await stats_of(b, "inbound-rtp")
     received = sum(s.packetsReceived for s in inbound)
@@ -101,7 +103,7 @@ async def test_five_percent_send_loss_is_measured_4_to_6_percent_by_the_far_side
     far_side, ours = lost / (received + lost), sum(s.packetsLost for s in remote) / sent
     print(f"\n{received + lost} packets: far side measured {far_side:.2%}, remote-inbound-rtp {ours:.2%};"
           f" link {network.send}")
-    assert received + lost >= 2500 and len(inbound) == 10
+    assert received + lost >= 2400 and len(inbound) == 5
     assert 0.04 <= far_side <= 0.06
     assert 0.04 <= ours <= 0.06
     assert network.receive is None and network.send.lost >= lost  # RTCP and STUN were lost too
@@ -283,3 +285,126 @@ async def test_an_impairment_with_nothing_set_attaches_nothing_to_the_sockets(pa
     assert all("datagram_received" not in vars(p) for p in protocols)
     frame = await ConvertedStream(b.audio.hub.subscribe(), audio_converter(None, None)).__anext__()
     assert frame.samples > 0  # the call works, unimpaired
+
+
+async def connected_pair(**options: Any) -> tuple[Peer, Peer, list[Any]]:
+    """An offerer built with ``options`` (its own ``impair``, as a session's Peer has) sending a
+    440 Hz tone to a plain answerer that sends 880 Hz back; the tracks, for the caller to stop."""
+    a, b, tracks = Peer([], **options), Peer([]), [Tone(440), Tone(880)]
+    a.add_transceiver("audio", tracks[0], "sendrecv")
+    answer = await b.accept_offer(await a.create_offer(), audio=tracks[1])
+    await a.accept_answer(answer)
+    await asyncio.gather(a.wait_connected(15), b.wait_connected(15))
+    return a, b, tracks
+
+
+async def test_a_rebuilt_connection_continues_the_calls_outage_window_and_gets_no_second_one():
+    """What a session does on reconnecting: a new Peer from the same options (so the same clock).
+    The window is t=2..4 s of the call; the second connection starts at t=2.5, inside it: it is
+    held until t=4, then media flows with no gap at its own t=2..4 (the call's 4.5..6.5)."""
+    loop = asyncio.get_running_loop()
+    clock, impair = ImpairmentClock(), Impairment(outages=((2.0, 2.0),))
+    first, far, tracks = await connected_pair(impair=impair, impair_clock=clock)
+    peers = [first, far]
+    try:
+        assert clock.epoch is not None and loop.time() - clock.epoch < 2.0  # connected before the window
+        await asyncio.sleep(clock.epoch + 2.5 - loop.time())
+        await first.close()
+        await far.close()
+        rebuilt = loop.time() - clock.epoch
+        second, far, more = await connected_pair(impair=impair, impair_clock=clock)
+        peers += [second, far]
+        tracks += more
+        connected = loop.time() - clock.epoch
+        stream = ConvertedStream(far.audio.hub.subscribe(500), audio_converter(16000, 1))
+        arrivals, heard = [], []
+        async with asyncio.timeout(10):
+            async for frame in stream:
+                arrivals.append(loop.time() - clock.epoch)
+                heard.append(frame.data[0])
+                if arrivals[-1] >= rebuilt + 4.5:  # past the second connection's own t=2..4
+                    break
+        stream.close()
+    finally:
+        for peer in peers:
+            await peer.close()
+        for track in tracks:
+            track.stop()
+    gap = max(np.diff(arrivals))
+    print(f"\nrebuilt at t={rebuilt:.2f} s, connected at t={connected:.2f} s; audio t={arrivals[0]:.2f}..{arrivals[-1]:.2f} s,"
+          f" longest gap {gap:.2f} s; first {first.impairment.send}, second {second.impairment.send}")
+    assert second.impairment is not None and second.impairment.clock is clock is first.impairment.clock
+    assert connected >= 4.0  # held by the call's window while it lasted...
+    assert gap < 0.5 and arrivals[-1] >= rebuilt + 4.5  # ...and no window of its own afterwards
+    assert abs(dominant_frequency(np.concatenate(heard)[-8000:], 16000) - 440) < 5
+    assert second.impairment.send.outage_dropped >= 1  # its set-up inside the window was dropped
+
+
+async def test_a_session_reconnecting_after_the_configured_outage_sees_no_second_one(orga_kwargs):
+    """``outage=1s+2.5s`` with reconnection on: the window kills the first connection (liveness
+    1 s), the rebuilt one waits out the rest of it, then the call runs clean: one reconnection,
+    not a second window at the new connection's own t=1 s."""
+    loop = asyncio.get_running_loop()
+    async with orga.connect(Tone(440), impair="outage=1s+2.5s", liveness_timeout=1.0, reconnect_backoff=0.2,
+                            **orga_kwargs) as session:
+        first = session.peer
+        clock = first.options.impair_clock
+        stream = session.audio_frames(sample_rate=16000, channels=1)
+        arrivals = []
+        async with asyncio.timeout(15):
+            async for _ in stream:
+                arrivals.append(loop.time() - clock.epoch)
+                if arrivals[-1] >= 8.0:  # the rebuilt connection's own t=1..3.5 is well past
+                    break
+        second = session.peer
+        reconnects = session.reconnects
+    after = [t for t in arrivals if t >= 4.0]
+    gap = max(np.diff(after))
+    print(f"\n{reconnects} reconnection(s); audio after t=4 s: {after[0]:.2f}..{after[-1]:.2f} s,"
+          f" longest gap {gap:.2f} s; second {second.impairment}")
+    assert second is not first and second.options.impair_clock is clock and second.impairment.clock is clock
+    assert reconnects == 1
+    assert gap < 0.5 and after[0] < 5.0
+
+
+async def test_a_standalone_peer_starts_its_own_timeline():
+    peers = Peer([], impair=Impairment(outages=((1, 1),))), Peer([], impair=Impairment(outages=((1, 1),)))
+    try:
+        assert peers[0].options.impair_clock is not peers[1].options.impair_clock
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_bursty_loss_of_the_readme_example_lets_the_call_set_up(pair, seed):
+    """``burst=1%/25%`` both ways: the chain moves with time (20 ms slots), so ICE checks and DTLS
+    flights seconds apart see the long-run 3.8 % loss, not a burst that lasts for seconds."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    a, b, network = await pair(Impairment.parse(f"burst=1%/25%,seed={seed}"))
+    took = loop.time() - started
+    print(f"\nseed {seed}: connected in {took:.2f} s; sent {network.send}, received {network.receive}")
+    assert took < 10 and a.state == b.state == "connected"
+
+
+async def test_bursty_loss_over_a_thousand_audio_packets_is_the_stationary_bad_share_of_the_bad_state_loss(pair):
+    """π = p / (p + r) = 1 / 26 of the time bad, 100 % lost there: 3.8 % in the long run, measured by
+    the far sides (each direction of three seeded calls, ~2400 RTP packets) within 2.5 points."""
+    impairments = [Impairment.parse(f"burst=1%/25%,seed={seed}") for seed in (1, 2, 3)]
+    calls = await asyncio.gather(*(pair(i) for i in impairments))
+    await asyncio.sleep(8)
+    received = lost = 0
+    for a, b, _ in calls:
+        for peer in (a, b):  # b: what a sent; a: what b sent, through a's receive link
+            for s in await stats_of(peer, "inbound-rtp"):
+                received, lost = received + s.packetsReceived, lost + s.packetsLost
+    links = [link for _, _, network in calls for link in (network.send, network.receive)]
+    link_share = sum(link.burst_lost for link in links) / sum(link.datagrams for link in links)
+    expected = impairments[0].burst.bad_share * impairments[0].burst.bad_loss / 100
+    measured = lost / (received + lost)
+    print(f"\n{received + lost} RTP packets: {measured:.2%} lost (links {link_share:.2%}), stationary {expected:.2%}")
+    assert received + lost >= 2000
+    assert abs(measured - expected) <= 0.025
+    assert abs(link_share - expected) <= 0.025
+    assert sum(link.burst_lost for link in links) > 20

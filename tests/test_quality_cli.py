@@ -98,3 +98,37 @@ async def test_report_from_a_real_call_holds_its_measured_figures_and_failed_thr
     drawn = [p for p in PLOTS if p.has_data(history)]
     assert html.count("<svg") == len(drawn)
     assert {"Bitrate", "Audio coverage and concealment"} <= {p.title for p in drawn}
+
+
+def test_report_stem_is_checked_at_argument_time_and_a_good_one_left_as_written(tmp_path, capsys):
+    assert _parser().parse_args(["--report", str(tmp_path / "out.json")]).report == str(tmp_path / "out.json")
+    assert list(tmp_path.iterdir()) == []  # the check leaves nothing behind
+    (tmp_path / "taken.json").mkdir()
+    for stem, says in ((str(tmp_path / "taken"), "exists and is not a file"), ("/proc/x", "cannot write in"),
+                       (str(tmp_path / "no" / "x"), "is not an existing directory"), ("", "needs a file name stem"),
+                       (" ", "needs a file name stem"), (str(tmp_path) + "/", "needs a file name stem")):
+        with pytest.raises(SystemExit) as exited:
+            _parser().parse_args(["--report", stem])
+        assert exited.value.code == 2 and says in capsys.readouterr().err, stem
+    assert not (tmp_path / "no").exists()
+
+
+def test_outcome_gets_the_threshold_results_and_the_report_paths(tmp_path):
+    args = _parser().parse_args(["--assert", "mos>=4.5", "--report", str(tmp_path / "r")])
+    console, _ = _console()
+    history = [{"t": 1.0, "mos": 4.4}]
+    outcome: dict = {}
+    assert finish_report(args, summary=summarize(history), history=history, meta={}, console=console,
+                         outcome=outcome) == 1
+    [result] = outcome["thresholds"]
+    assert result["passed"] is False and result["measured"] == 4.4 and "0.1 under" in result["message"]
+    assert outcome["report"] == {"json": str(tmp_path / "r.json"), "html": str(tmp_path / "r.html")}
+
+
+def test_a_report_that_cannot_be_written_after_the_call_is_exit_1_not_a_traceback(tmp_path):
+    # Checked before the call; then, during it, the directory became a file.
+    args = argparse.Namespace(report=str(tmp_path / "gone" / "sub" / "r"), assertions=None)
+    (tmp_path / "gone").write_text("a file where a directory was")
+    console, out = _console()
+    assert finish_report(args, summary=summarize([]), history=[], meta={}, console=console) == 1
+    assert "report not written" in out.getvalue()

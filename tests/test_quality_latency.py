@@ -104,3 +104,36 @@ def test_probe_refuses_a_round_trip_bound_that_would_confuse_markers():
 async def _no_frames():
     return
     yield
+
+
+def test_per_second_history_gets_the_mean_round_trip_heard_in_each_second_and_null_without_one():
+    origin = 1000.0
+    result = LatencyResult((200.0, 300.0, 250.0), markers_sent=3, markers_found=3,
+                           heard_at=(origin + 0.4, origin + 0.9, origin + 2.5))
+    history = [{"t": 1.0, "rtt_ms": 3.0}, {"t": 2.0, "rtt_ms": 3.0}, {"t": 3.0, "rtt_ms": 3.0}]
+    filled = result.per_second(history, origin)
+    assert [s["latency_ms"] for s in filled] == [250.0, None, 250.0]
+    assert all(s["rtt_ms"] == 3.0 for s in filled) and history[0].get("latency_ms") is None  # a copy
+
+
+async def test_listen_during_a_call_then_result_gives_the_round_trips_with_the_tone_mixed_under(orga_kwargs):
+    import contextlib
+
+    from peerbot.media import Tone
+
+    probe = LatencyProbe()
+    async with peerbot.orga.connect(probe, **orga_kwargs) as session:
+        started = time.monotonic()
+        tasks = [asyncio.create_task(probe.listen(session.audio_frames(channels=1))),
+                 asyncio.create_task(probe.mix(Tone(440.0)))]
+        await asyncio.sleep(3.5)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        result = probe.result(started, time.monotonic())
+    print(result)
+    assert result.markers_found >= 2 and result.markers_lost == 0
+    assert all(100 <= trip <= 300 for trip in result.round_trips_ms)  # the fixture's server echoes after 0.1 s
+    assert len(result.heard_at) == len(result.round_trips_ms)

@@ -134,8 +134,58 @@ def test_failed_thresholds_are_highlighted_with_how_much_they_missed(tmp_path):
     _, results, _, _, html_path = _write(tmp_path, history, ["rtt_p95<=300ms", "rtt>=100ms"])
     html = html_path.read_text()
     assert [r.passed for r in results] == [False, True]
-    assert re.search(r'<tr class="fail">.*rtt_p95 = 412 ms, required &lt;= 300 ms: 112 ms over', html)
+    assert re.search(r'<tr class="fail"><td>FAIL</td><td>rtt_p95&lt;=300ms</td><td class="n">412 ms</td>'
+                     r'<td>112 ms over</td></tr>', html)
     assert '<tr class="pass">' in html and "1 of 2 failed" in html
+
+
+def test_thresholds_table_shows_the_requirement_once_and_the_measured_figure_beside_it(tmp_path):
+    _, _, _, _, html_path = _write(tmp_path, [{"t": 1.0, "rtt_ms": 100.0}], ["rtt<=300ms", "latency<=1s"])
+    table = re.search(r'<table class="thresholds">(.*?)</table>', html_path.read_text()).group(1)
+    rows = re.findall(r"<tr class=[^>]*>(.*?)</tr>", table)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert cells == [["pass", "rtt&lt;=300ms", "100 ms", ""], ["FAIL", "latency&lt;=1s", "–", "not measured"]]
+
+
+def _texts(svg: str) -> list[str]:
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
+def test_an_all_zero_count_series_starts_at_0_with_integer_ticks_and_a_labelled_axis():
+    from peerbot.quality.plots import svg_plots
+
+    history = [{"t": float(t), "reconnects": 0.0, "freeze_count": 0.0, "loss_percent": 0.0,
+                "remote_loss_percent": 0.0} for t in range(1, 6)]
+    drawn = {plot.title: _texts(svg) for plot, svg in svg_plots(history)}
+    for title, label in (("Reconnections", "reconnections"), ("Video freezes", "freezes")):
+        texts = drawn[title]
+        assert label in texts
+        ticks = texts[texts.index("s since the call started") + 1:texts.index(label)]
+        assert ticks and ticks[0] == "0" and all(t.isdigit() for t in ticks), ticks  # no -0.04, no 0.02
+    loss = drawn["Packet loss"]
+    assert "%" in loss and loss[loss.index("s since the call started") + 1] == "0.0"  # from 0, not -0.04
+
+
+def test_when_two_series_coincide_the_second_is_dashed_so_the_first_still_shows():
+    from peerbot.quality.plots import svg_plots
+
+    history = [{"t": float(t), "loss_percent": 0.0, "remote_loss_percent": 0.0} for t in range(1, 6)]
+    [(_, svg)] = svg_plots(history)
+    lines = re.findall(r'<path d="M [^"]*"[^>]*style="([^"]*)"', svg)
+    assert any("stroke-dasharray" in style for style in lines)
+    assert any("stroke-dasharray" not in style for style in lines)
+
+
+def test_codecs_come_from_the_received_streams_of_a_stats_report():
+    from types import SimpleNamespace
+
+    from peerbot.quality.report import codecs_of
+
+    stats = SimpleNamespace(inbound_rtp=(SimpleNamespace(codec="audio/opus"), SimpleNamespace(codec="video/VP8"),
+                                         SimpleNamespace(codec="audio/opus")),
+                            outbound_rtp=(SimpleNamespace(kind="audio"),))  # sent streams carry no codec
+    assert codecs_of(stats) == {"received": ["audio/opus", "video/VP8"]}
+    assert codecs_of(SimpleNamespace(inbound_rtp=(), outbound_rtp=())) is None
 
 
 def test_without_matplotlib_the_page_has_tables_and_a_one_line_note(tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from peerbot.errors import ConfigurationError
 from peerbot.quality import ALIASES, METRICS, Threshold, check, summarize
 from peerbot.quality.metrics import STATISTICS
+from peerbot.quality.thresholds import value_range
 
 _UNITS_FITTING = {"": [""], "%": ["", "%"], "ms": ["", "ms", "s"], "s": ["", "s", "ms"], "kbps": ["", "kbps"],
                   "fps": ["", "fps"]}
@@ -102,8 +105,15 @@ def _metric_of(name: str):
     return METRICS[ALIASES.get(name, name)]
 
 
+def _fit(name: str, value: float) -> float:
+    """A drawn value moved into the metric's range (percentages 0–100, MOS 1–5), as a threshold must be."""
+    low, high = value_range(_metric_of(name))
+    return value if math.isinf(high) else round(low + value % (high - low), 3)
+
+
 @given(_names, _suffixes, _ops, _values, st.data(), st.sampled_from(["", " "]))
 def test_any_wellformed_threshold_parses_and_its_printed_form_parses_back_to_it(name, suffix, op, value, data, space):
+    value = _fit(name, value)
     unit = data.draw(st.sampled_from(_UNITS_FITTING[_metric_of(name).unit]))
     parsed = Threshold.parse(f"{name}{suffix}{space}{op}{space}{value}{unit}")
     assert parsed.key == _metric_of(name).name + suffix
@@ -115,6 +125,7 @@ def test_any_wellformed_threshold_parses_and_its_printed_form_parses_back_to_it(
 
 @given(_names, _ops, _values, st.sampled_from(_ALL_UNITS))
 def test_a_unit_is_accepted_exactly_when_it_fits_the_metric(name, op, value, unit):
+    value = _fit(name, value)
     text = f"{name}{op}{value}{unit}"
     if unit in _UNITS_FITTING[_metric_of(name).unit]:
         assert Threshold.parse(text).op == op
@@ -134,6 +145,7 @@ def test_arbitrary_text_parses_or_raises_configuration_error_only(text):
 
 @given(_names, _ops, _values, st.one_of(st.none(), st.floats(min_value=0, max_value=1e6, allow_nan=False)))
 def test_check_passes_exactly_when_the_comparison_holds_and_never_on_unmeasured(name, op, value, measured):
+    value = _fit(name, value)
     threshold = Threshold.parse(f"{name}{op}{value}")
     [result] = check({threshold.key: measured}, [threshold])
     if measured is None:
@@ -149,3 +161,18 @@ def test_check_passes_exactly_when_the_comparison_holds_and_never_on_unmeasured(
 def test_only_ascii_digits_are_numbers():
     with pytest.raises(ConfigurationError, match="NAME OP VALUE"):
         Threshold.parse("mos>=\u0663")  # ARABIC-INDIC DIGIT THREE: float() would take it, a reader would not
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("jitter==1e999ms", "finite"), ("rtt_p95<=-1ms", "at least 0"), ("loss<=150%", "from 0 to 100"),
+    ("coverage>=-5", "from 0 to 100"), ("mos>=0.5", "from 1 to 5"), ("mos<=6", "from 1 to 5"),
+    ("freezes<=-1", "at least 0"), ("rtt<=1e306s", "finite"),  # finite as written, infinite in ms
+])
+def test_values_no_call_can_measure_are_configuration_errors_naming_the_range(text, says):
+    with pytest.raises(ConfigurationError, match=says):
+        Threshold.parse(text)
+
+
+def test_the_ends_of_each_range_are_accepted():
+    for text in ("loss<=0%", "loss<=100%", "mos>=1", "mos<=5", "rtt<=0ms", "coverage>=100%"):
+        assert Threshold.parse(text).value in (0.0, 1.0, 5.0, 100.0)

@@ -273,7 +273,8 @@ def test_every_readme_block_is_in_a_known_language_so_none_is_left_out_by_a_typo
 def test_readme_blocks_that_are_not_run_are_few_and_each_says_why():
     not_run = [b for b in BLOCKS if b.not_run is not None]
     assert all(b.not_run.strip() for b in not_run), [b.line for b in not_run]
-    assert len(not_run) <= 2, [(b.line, b.not_run) for b in not_run]
+    # Long runs and multi-process commands (load tests, Locust) are run by their own tests instead.
+    assert len(not_run) <= 3, [(b.line, b.not_run) for b in not_run]
     assert all(b.language in ("python", "sh") for b in not_run), "only runnable blocks need the mark"
 
 

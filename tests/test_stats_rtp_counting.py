@@ -127,11 +127,11 @@ def test_to_metrics_names_every_contract_figure_and_keeps_unknowns_none():
     assert metrics["rtt_ms"] is None and metrics["frames_per_second"] is None and metrics["mos"] is None
 
 
-def test_history_keeps_every_second_up_to_its_capacity_then_thins_the_older_half():
+def test_history_keeps_every_second_up_to_its_capacity_then_thins_evenly_over_the_whole_call():
     history = StatsHistory(capacity=100)
     for t in range(1, 1001):
         history.add(StatsReport(summary=StatsSummary(t=float(t))))
     ts = [s["t"] for s in history.samples()]
-    assert len(ts) <= 100 and ts == sorted(ts) and ts[-1] == 1000.0
-    assert ts[0] <= 20  # the start of the call is still there, sparser
-    assert ts[-40:] == [float(t) for t in range(961, 1001)]  # the newest stretch is one a second
+    assert len(ts) <= 100 and ts == sorted(ts) and ts[0] == 1.0 and ts[-1] == 1000.0
+    assert ts[:-1] == [float(t) for t in range(1, 1000, history.spacing)]  # one every 16 s, the newest aside
+    assert history.spacing == 16

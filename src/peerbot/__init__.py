@@ -41,3 +41,8 @@ def __getattr__(name: str) -> Any:
     if name in _STATS:  # the engine (aiortc) loads with them
         return getattr(importlib.import_module(".engine.stats", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names too, so that dir(peerbot) and completion show them before first use.
+    return sorted({*globals(), *__all__})

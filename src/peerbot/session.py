@@ -73,6 +73,8 @@ class PeerSession:
         self._video_track = track_of(video, "video")
         self._peer_options = PeerOptions(**peer_options)
         self._record_path = check_record_path(record) if record is not None else None
+        if self._record_path is not None and self._peer_options.receive == "count":
+            raise ConfigurationError("record needs decoded media: it cannot go with receive='count'")
         if self._record_path is not None:
             check_writable(self._record_path)  # before any request: a recording is never lost silently
         self.reconnect = ReconnectPolicy(reconnect, reconnect_attempts, reconnect_backoff)
@@ -164,9 +166,13 @@ class PeerSession:
         """Received audio as int16 frames (48 kHz stereo unless asked otherwise).
 
         Iteration continues across a reconnection, ends when the session ends normally, and
-        raises ``SessionEndedError`` when it ended abnormally.
+        raises ``SessionEndedError`` when it ended abnormally. A session made with
+        ``receive="count"`` decodes nothing: ``SessionStateError``.
         """
         self._require_started()
+        if self._peer_options.receive == "count":
+            raise SessionStateError(f"this {type(self).__name__} receives with receive='count': RTP is counted,"
+                                    " not decoded, so there are no audio frames; use receive='decode' to read them")
         if sample_rate is not None:
             count("sample_rate", sample_rate, minimum=1)
         if channels not in (None, 1, 2):
@@ -178,6 +184,8 @@ class PeerSession:
                      max_queue: int = 30) -> ConvertedStream[av.VideoFrame, VideoFrame]:
         """Received video as numpy pictures; ends like ``audio_frames()``."""
         self._require_started()
+        if self._peer_options.receive == "count":
+            raise SessionStateError(f"this {type(self).__name__} receives with receive='count': no video frames")
         return ConvertedStream(self._video_hub.subscribe(count("max_queue", max_queue, minimum=1)),
                                video_converter(format))
 
@@ -273,11 +281,11 @@ class PeerSession:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _record(self) -> StatsReport:
+    def _record(self, *, final: bool = False) -> StatsReport:
         assert self._recorder is not None  # connected once
         current = self.peer.snapshot() if self.peer is not None else PeerSnapshot()
         return self._recorder.record(current, self._earlier, reconnects=self.reconnects,
-                                     outage_seconds=self.outage_seconds)
+                                     outage_seconds=self.outage_seconds, final=final)
 
     async def _sample(self) -> None:
         # On a fixed schedule, not after each sleep: one sample a second over an hour on a busy loop.
@@ -297,7 +305,7 @@ class PeerSession:
             await asyncio.gather(self._sampler, return_exceptions=True)
         if self._recorder is None:
             return
-        report = self._record()
+        report = self._record(final=True)  # the last full interval's rates, the whole call's MOS
         last = self._history.last_t
         if last is None or report.summary.t - last >= 0.5:  # else the last tick already is the end
             self._history.add(report)

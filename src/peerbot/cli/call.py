@@ -19,7 +19,8 @@ from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
 from ..quality import Sample, report_meta, summarize
-from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
+from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report, latency_figures, latency_tasks
+from ..quality.report import codecs_of
 from .live import Received, count_audio, hold, play
 from .options import add_impairment_options, add_media_options, add_reconnect_option, open_media
 from .signals import HangUpSignal, Interrupted
@@ -37,6 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_reconnect_option(p)
     add_impairment_options(p)
     add_report_options(p)
+    add_latency_option(p)
     p.add_argument("--ice-server", action="append", metavar="JSON|URL",
                    help='ICE server instead of the service\'s, e.g. stun:host:3478 or {"urls": …} (repeatable)')
     p.add_argument("--voice", default="alloy", choices=VOICES)
@@ -64,15 +66,18 @@ async def _call(args: argparse.Namespace) -> int:
     got = Received()
     history: list[Sample] = []
     pair = None
+    codecs: dict[str, list[str]] | None = None
+    ended: float | None = None
     try:
         async with orga_target(local=True if args.local else None) as target:
             session = orga.connect(  # checks the settings: a bad one is refused before anything is printed
-                media.source, media.video, voice=args.voice, model=args.model, temperature=args.temperature,
+                media.audio, media.video, voice=args.voice, model=args.model, temperature=args.temperature,
                 instructions=args.instructions, return_transcription=args.transcripts, record=args.record,
                 reconnect=args.reconnect, impair=media.impair, **options, **target.connect_kwargs,
             )
             console.print(f"Calling {target.description}")
-            console.print(f"  sending audio: {args.source}   video: {args.video}")
+            probe = " with latency markers" if media.probe is not None else ""
+            console.print(f"  sending audio: {args.source}{probe}   video: {args.video}")
             started = time.monotonic()
             tasks: list[asyncio.Task[None]] = []
             try:
@@ -85,9 +90,13 @@ async def _call(args: argparse.Namespace) -> int:
                           asyncio.create_task(_print_events(session, got, console))]
                 if media.speaker is not None:
                     tasks.append(asyncio.create_task(play(session, media.speaker)))
+                if media.probe is not None:
+                    tasks += latency_tasks(media.probe, session, media.source_audio_track())
                 ending = await hold(session, got, started, console, hang_up, args.duration)
-                summary.duration_s = round(time.monotonic() - started, 3)
+                ended = time.monotonic()
+                summary.duration_s = round(ended - started, 3)
                 summary.add_stats(session.stats())
+                codecs = codecs_of(session.stats())
                 # The session's, not its peer's: a reconnection replaces the peer. Taken before hanging up.
                 error, end_reason = session.error, session.end_reason
                 pair = session.peer.candidate_pair() if session.peer is not None else None
@@ -99,6 +108,11 @@ async def _call(args: argparse.Namespace) -> int:
                 if session.peer is not None:  # connected: the final figures and the second-by-second history
                     summary.add_stats(session.stats())
                     history = session.stats_history()
+                    if media.probe is not None:  # the tasks are done: what the probe heard is complete
+                        latency = media.probe.result(started, ended or time.monotonic())
+                        history = latency.per_second(history, started)
+                        for name, value in latency_figures(latency).items():
+                            setattr(summary, name, value)
     except Interrupted:
         return cancelled(summary, console, hang_up, args.json)
     except ConfigurationError:
@@ -122,13 +136,17 @@ async def _call(args: argparse.Namespace) -> int:
     console.print(f"  sent:     {summary.packets_sent} RTP packets ({shown(args.source)}, video {shown(args.video)})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames;"
                   f" events {shown(dict(got.events) or 'none')}")
+    console.print(f"  {summary.quality()}")
     console.print(f"  {summary.reconnections()}")
     if server_counts:
         console.print(f"  server:   {server_counts}")
     report_recording(summary, session.recorder, console)
     meta = report_meta("call", target.description, started_at=started_at, duration_s=summary.duration_s,
-                       candidate_pair=pair, impairment=str(media.impair) if media.impair else None)
-    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
+                       candidate_pair=pair, codecs=codecs, impairment=str(media.impair) if media.impair else None)
+    outcome: dict[str, Any] = {}
+    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console,
+                           outcome=outcome)
+    summary.thresholds, summary.report = outcome.get("thresholds", []), outcome.get("report")
     if failed and summary.exit_status == 0:
         summary.exit_status = failed
     return summary.finish(args.json)

@@ -79,12 +79,24 @@ class Media:
     record: str | None = None
     ice_servers: list[IceServer] | None = None
     impair: NetworkImpairment | None = None
+    probe: Any = None  # a LatencyProbe when --latency-probe: what is sent, with --source's audio mixed in
+
+    @property
+    def audio(self) -> Any:
+        """The audio to hand the session: the probe when there is one, else ``--source``'s."""
+        return self.probe if self.probe is not None else self.source
+
+    def source_audio_track(self) -> Any:
+        """``--source``'s audio track (for the probe to mix in), or None."""
+        from ..media.source import track_of
+
+        return track_of(self.source, "audio")
 
     def close(self) -> None:
         """Release the speaker and the sources: also what no session took (stopping twice is harmless)."""
         if self.speaker is not None:
             self.speaker.close()
-        for source in (self.source, self.video):
+        for source in (self.source, self.video, self.probe):
             if source is not None:
                 source.stop()
 
@@ -105,6 +117,10 @@ def open_media(args: argparse.Namespace) -> Media:
             media.speaker = Speaker(device=int(device) if device and device.isdigit() else device)
         media.source = audio_source(args.source, args.mic_device)
         media.video = video_source(args.video)
+        if getattr(args, "latency_probe", False):
+            from ..quality import LatencyProbe
+
+            media.probe = LatencyProbe()
     except MediaError as exc:
         media.close()
         raise ConfigurationError(str(exc)) from None

@@ -12,14 +12,15 @@ import argparse
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from ..errors import CallNotConnectedError, ConfigurationError, NoCallError, PeerbotError
 from ..orbit import User
 from ..quality import Sample, report_meta, summarize
-from ..quality.cli import ASSERT_HELP, add_report_options, finish_report
+from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report, latency_figures, latency_tasks
+from ..quality.report import codecs_of
 from .call import EXIT_STATUS
 from .live import Received, count_audio, count_video, hold, play
 from .options import Media, add_impairment_options, add_media_options, add_reconnect_option, open_media, seconds
@@ -69,6 +70,7 @@ def _add_common(p: argparse.ArgumentParser, *, ring_default: float | None, ring_
     p.add_argument("--metrics-interval", type=seconds, metavar="S", help="submit call quality every S seconds")
     p.add_argument("--local", action="store_true", help="use a local server even if ORBIT_SECRET_KEY is set")
     add_report_options(p)
+    add_latency_option(p)
 
 
 async def _call(args: argparse.Namespace) -> int:
@@ -99,8 +101,9 @@ async def _call(args: argparse.Namespace) -> int:
         if callee.id == target.user.id:
             raise ConfigurationError(f"{args.user} is this command's own user: call someone else, or pick --as NAME")
         console.print(f"Calling {_who(callee)}, {call_type} call")
-        console.print(f"  sending audio: {args.source}   video: {args.video}")
-        session = orbit.call(callee.id, media.source, media.video, type=call_type, ring_timeout=args.ring_timeout,
+        probe = " with latency markers" if media.probe is not None else ""
+        console.print(f"  sending audio: {args.source}{probe}   video: {args.video}")
+        session = orbit.call(callee.id, media.audio, media.video, type=call_type, ring_timeout=args.ring_timeout,
                              metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
                              impair=media.impair, **target.call_kwargs)
         return await _hold_call(session, args, console, hang_up, media, target, callee.external_id, summary)
@@ -136,7 +139,7 @@ async def _answer(args: argparse.Namespace) -> int:
         wait = f" (up to {args.ring_timeout:g} s)" if args.ring_timeout else ""
         console.print(f"Waiting for {'call ' + args.call_id if args.call_id else 'a call'}{wait}")
         console.print(f"  answering with audio: {args.source}   video: {args.video}")
-        session = orbit.answer(media.source, media.video, call_id=args.call_id,
+        session = orbit.answer(media.audio, media.video, call_id=args.call_id,
                                ring_timeout=args.ring_timeout,  # None (no --ring-timeout): wait until Ctrl-C
                                metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
                                impair=media.impair, **target.call_kwargs)
@@ -186,9 +189,13 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
             tasks.append(asyncio.create_task(count_video(session, got)))
         if media.speaker is not None:
             tasks.append(asyncio.create_task(play(session, media.speaker)))
+        if media.probe is not None:
+            tasks += latency_tasks(media.probe, session, media.source_audio_track())
         ending = await hold(session, got, started, console, hang_up, args.duration)
-        summary.duration_s = round(time.monotonic() - started, 3)
+        ended = time.monotonic()
+        summary.duration_s = round(ended - started, 3)
         summary.add_stats(session.stats())
+        codecs = codecs_of(session.stats())
         # Taken before hanging up: how the far side leaves after that is moot. The session's, not
         # its peer's: a reconnection replaces the peer.
         error, end_reason = session.error, session.end_reason
@@ -199,6 +206,11 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         await session.close()
     summary.add_stats(session.stats())  # the final figures, and the call second by second
     history = session.stats_history()
+    if media.probe is not None:  # the tasks are done: what the probe heard is complete
+        latency = media.probe.result(started, ended)
+        history = latency.per_second(history, started)
+        for name, value in latency_figures(latency).items():
+            setattr(summary, name, value)
     summary.add_received(got)
     if ending == "interrupted":
         summary.exit_status, summary.end_reason = hang_up.exit_status, f"hung up ({hang_up.reason})"
@@ -212,6 +224,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames{video}")
     console.print(f"  heard:    {got.heard()}")
+    console.print(f"  {summary.quality()}")
     console.print(f"  {summary.reconnections()}")
     if target.server is not None:
         console.print(f"  server:   call {shown(session.call_id)} {target.server.calls[session.call_id].status}")
@@ -219,8 +232,11 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         console.print(f"  metrics:  {session.metrics_submitted} samples submitted")
     report_recording(summary, session.recorder, console)
     meta = report_meta(summary.command, with_whom, started_at=started_at, duration_s=summary.duration_s,
-                       candidate_pair=pair, impairment=str(media.impair) if media.impair else None)
-    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console)
+                       candidate_pair=pair, codecs=codecs, impairment=str(media.impair) if media.impair else None)
+    outcome: dict[str, Any] = {}
+    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console,
+                           outcome=outcome)
+    summary.thresholds, summary.report = outcome.get("thresholds", []), outcome.get("report")
     if failed and summary.exit_status == 0:
         summary.exit_status = failed
     return summary.finish(args.json)

@@ -12,8 +12,11 @@ import asyncio
 import contextlib
 import math
 import os
+import secrets
 import shlex
 import signal
+import subprocess
+import sys
 from typing import Any
 
 from .._redact import redact
@@ -45,6 +48,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       help="accepted API key (repeatable; default: $ORGA_API_KEY or a generated one)")
     orga.add_argument("--token-ttl", type=seconds, default=60.0, help="ephemeral token lifetime in seconds")
     orga.add_argument("--echo-delay", type=_delay, default=0.2, help="seconds before the echo assistant replays audio")
+    orga.add_argument("--reflect", action="store_true",
+                      help="send each caller's RTP straight back undecoded (like an SFU) instead of the echo"
+                           " assistant: a far side that is not the bottleneck of a load test")
+    orga.add_argument("--max-calls", type=_positive, default=32, metavar="N",
+                      help="live calls at most, per process (default 32)")
+    orga.add_argument("--processes", type=_positive, default=1, metavar="P",
+                      help="serve the port from P processes (SO_REUSEPORT: the kernel spreads the callers), so"
+                           " one process's GIL does not cap a load test (default 1)")
+    orga.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --processes child
     orbit = p.add_argument_group("Orbit (with --orbit)")
     orbit.add_argument("--secret-key", action="append", dest="secret_keys", metavar="SK",
                        help="an app's secret key (repeatable; default: $ORBIT_SECRET_KEY or a generated one)")
@@ -62,6 +74,13 @@ def _port(text: str) -> int:
     """A TCP port, 0 (any free one) to 65535 (argparse type)."""
     if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0 picks a free one), got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
 
 
@@ -91,16 +110,56 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_SECRET_ENV = "PEERBOT_SERVE_TOKEN_SECRET"  # how --processes hands its children the token secret (not argv)
+
+
 async def _serve_orga(args: argparse.Namespace, port: int, ice: list[IceServer]) -> None:
     stop = _stop_on_signal()
     api_keys = args.api_keys or _env("ORGA_API_KEY")
+    shared = args.processes > 1 or args.reuse_port
+    secret = bytes.fromhex(os.environ[_SECRET_ENV]) if args.reuse_port and os.environ.get(_SECRET_ENV) else (
+        secrets.token_bytes(32) if shared else None)
     async with LocalOrgaServer(args.host, port, api_keys=api_keys, ice_servers=ice, turn_urls=args.turn_urls,
                                turn_secret=args.turn_secret, token_ttl=args.token_ttl,
-                               echo_delay=args.echo_delay) as server:
-        print(f"Orga-compatible server on {server.base_url}")
-        _print_exports({"ORGA_BASE_URL": server.base_url, "ORGA_API_KEY": server.api_key,
-                        "ORGA_USER_EMAIL": server.user_email}, configured={"ORGA_API_KEY"} if api_keys else set())
-        await stop.wait()
+                               echo_delay=args.echo_delay, reflect=args.reflect,
+                               max_calls=args.max_calls, max_calls_per_token=min(4, args.max_calls),
+                               reuse_port=shared, token_secret=secret) as server:
+        async with contextlib.AsyncExitStack() as children:
+            for _ in range(args.processes - 1):
+                children.push_async_callback(_stopped, await _child(args, server.port, server.api_keys, secret))
+            more = f" ({args.processes} processes)" if args.processes > 1 else ""
+            print(f"Orga-compatible server on {server.base_url}{more}")
+            _print_exports({"ORGA_BASE_URL": server.base_url, "ORGA_API_KEY": server.api_key,
+                            "ORGA_USER_EMAIL": server.user_email}, configured={"ORGA_API_KEY"} if api_keys else set())
+            await stop.wait()
+
+
+async def _child(args: argparse.Namespace, port: int, api_keys: tuple[str, ...],
+                 secret: bytes | None) -> asyncio.subprocess.Process:
+    """One more process serving ``port`` with the same keys and token secret (handed over in the environment)."""
+    argv = [sys.executable, "-m", "peerbot.cli.main", "serve", "--host", args.host, "--port", str(port),
+            "--reuse-port", "--token-ttl", str(args.token_ttl), "--echo-delay", str(args.echo_delay),
+            "--max-calls", str(args.max_calls), *(["--reflect"] if args.reflect else [])]
+    for server in args.ice_server:
+        argv += ["--ice-server", server]
+    for url in args.turn_urls or ():
+        argv += ["--turn-url", url]
+    env = {**os.environ, _SECRET_ENV: (secret or b"").hex(), "ORGA_API_KEY": api_keys[0]}
+    if args.turn_secret:
+        argv += ["--turn-secret", args.turn_secret]
+    if len(api_keys) > 1:  # one key goes in the environment (out of ps); several as the parent got them
+        for key in api_keys:
+            argv += ["--api-key", key]
+    proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None  # stdout=PIPE
+    await asyncio.wait_for(proc.stdout.readline(), 30)  # it listens once it says so
+    return proc
+
+
+async def _stopped(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+    await proc.wait()
 
 
 async def _serve_orbit(args: argparse.Namespace, port: int, ice: list[IceServer]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .text import shown
@@ -28,9 +28,13 @@ JSON_HELP = """\
   loss_percent, remote_loss_percent               RTP loss since the start, received and reported by the far side
   audio_coverage_percent, concealed_percent       received audio played in time / wall time, and concealed
   jitter_ms, rtt_ms, mos                          the last figures
+  latency_ms, latency_p95_ms, latency_markers_lost  with --latency-probe: median and 95th percentile round
+                                                  trip of its markers (ms), markers that never came back
   (a figure that was never measured is null; README "Call quality figures" defines each)
   recording            the --record path, or null
-  recording_error      why the recording failed (the call then exits 1), or null"""
+  recording_error      why the recording failed (the call then exits 1), or null
+  thresholds           each --assert: threshold, key, op, value, unit, measured, passed, message ([] without)
+  report               the --report files written, {"json": path, "html": path}, or null"""
 
 
 @dataclass
@@ -59,8 +63,13 @@ class CallSummary:
     mos: float | None = None
     reconnects: int = 0
     outage_seconds: float = 0.0
+    latency_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_markers_lost: int | None = None
     recording: str | None = None
     recording_error: str | None = None
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, str] | None = None
 
     def add_stats(self, stats: StatsReport) -> None:
         """Fold in a session's ``stats()`` report (its summary)."""
@@ -68,6 +77,20 @@ class CallSummary:
                      "loss_percent", "remote_loss_percent", "audio_coverage_percent", "concealed_percent",
                      "jitter_ms", "rtt_ms", "mos", "reconnects", "outage_seconds"):
             setattr(self, name, getattr(stats.summary, name))
+
+    def quality(self) -> str:
+        """The human summary's line of call-quality figures (``–``: not measured)."""
+
+        def show(value: float | None, unit: str, digits: int) -> str:
+            return "–" if value is None else f"{value:.{digits}f}{unit}"
+
+        line = (f"quality:  loss {show(self.loss_percent, ' %', 1)}, jitter {show(self.jitter_ms, ' ms', 1)},"
+                f" RTT {show(self.rtt_ms, ' ms', 0)}, MOS {show(self.mos, '', 1)},"
+                f" coverage {show(self.audio_coverage_percent, ' %', 0)}")
+        if self.latency_markers_lost is not None:
+            line += (f", latency {show(self.latency_ms, ' ms', 0)} (p95 {show(self.latency_p95_ms, ' ms', 0)},"
+                     f" {self.latency_markers_lost} markers lost)")
+        return line
 
     def reconnections(self) -> str:
         """The human summary's line about rebuilt connections."""

@@ -12,22 +12,29 @@ aiortc/aioice DEBUG logs print (``a=ice-pwd:…``) out of any log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
+import random
 import re
 import ssl
+import struct
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import pylibsrtp
 from aioice import Connection
 from aioice.ice import CandidatePair, StunProtocol
 from aiortc import (RTCDtlsTransport, RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender,
                     RTCRtpTransceiver)
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSrPacket, RtpPacket, unwrap_rtx
 
 log = logging.getLogger(__name__)
@@ -188,19 +195,29 @@ def observe_rtp_packets(receiver: RTCRtpReceiver, observer: RtpObserver) -> None
 def observe_receiver_reports(sender: RTCRtpSender, observer: Callable[[RtcpReceiverInfo, float | None], None]) -> None:
     """Call ``observer(block, rtt)`` for each RTCP report block about ``sender``'s stream, with the
     round-trip time it gives in seconds (RFC 3550 6.4.1: now − LSR − DLSR) or None when it echoes
-    no sender report of ours. aiortc keeps only an average of these (``roundTripTime``)."""
-    handle = sender._handle_rtcp_packet
+    no sender report of ours. aiortc keeps only an average of these (``roundTripTime``), and only
+    its latest sender report: a report echoing an earlier one (routine under loss or delay) would
+    give no RTT, so the last 32 sender reports sent are remembered here."""
+    handle, send = sender._handle_rtcp_packet, sender._send_rtcp
+    sent: collections.OrderedDict[int, float] = collections.OrderedDict()
+
+    async def sending(packets: Any) -> None:
+        lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
+        if lsr is not None and lsr not in sent:
+            sent[lsr] = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
+            while len(sent) > 32:
+                sent.popitem(last=False)
+        await send(packets)
 
     def observed(packet: Any) -> Coroutine[Any, Any, None]:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
-            lsr_time = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
             for block in packet.reports:
                 if block.ssrc == sender._ssrc:
-                    echoed = lsr is not None and block.lsr == lsr and block.dlsr
-                    observer(block, time.time() - lsr_time - block.dlsr / 65536 if echoed else None)
+                    at = sent.get(block.lsr) if block.lsr and block.dlsr else None
+                    observer(block, time.time() - at - block.dlsr / 65536 if at is not None else None)
         return handle(packet)
 
+    sender._send_rtcp = sending  # type: ignore[method-assign]
     sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
 
 
@@ -218,6 +235,191 @@ def sent_counts(sender: RTCRtpSender) -> tuple[int, int, int]:
     """``(ssrc, packets sent, payload bytes sent)`` of ``sender``, as its RTCP sender reports count them."""
     return (sender._ssrc, sender._RTCRtpSender__packet_count,  # type: ignore[attr-defined]
             sender._RTCRtpSender__octet_count)  # type: ignore[attr-defined]
+
+
+# --- the lean RTP path (decode-free receive, pre-encoded send) ----------------------------
+#
+# aiortc handles each RTP packet in a task of its own with several awaits (ICE queue, DTLS
+# receive loop, receiver, jitter buffer, decoder thread; track, sender loop, encoder, SRTP, ICE):
+# at load, that per-packet Python is the ceiling, not the codecs or SRTP. These hooks move RTP
+# (never RTCP, DTLS or SCTP, which keep aiortc's path) to plain synchronous calls at the socket.
+
+RtpHandler = Callable[[bytes, float], object]
+
+
+def take_rtp(pc: RTCPeerConnection, handler: RtpHandler) -> bool:
+    """From now on decrypt each received SRTP packet (not SRTCP) where aioice hands it over and
+    call ``handler(rtp, arrival)`` (plain RTP bytes, ``time.monotonic()``) instead of aiortc's
+    path; the transport's packet counters (the liveness signal) still count it. Call once the
+    transports exist (after ``setLocalDescription``); False if there were none."""
+    done = False
+    for dtls in {id(t): t for t in dtls_transports(pc)}.values():
+        connection = gatherer_connection(dtls)
+        if getattr(connection.data_received, "_peerbot_rtp", False):
+            done = True
+            continue
+        _tap_rtp(connection, dtls, handler)
+        done = True
+    return done
+
+
+def _tap_rtp(connection: Connection, dtls: RTCDtlsTransport, handler: RtpHandler) -> None:
+    passed = connection.data_received
+    clock = time.monotonic
+    unprotect_error = pylibsrtp.Error
+
+    def data_received(data: bytes, component: int) -> None:
+        # SRTP: first byte 128-191 (RFC 7983); SRTCP: second byte 192-208 (RFC 5761).
+        if 127 < data[0] < 192 and not 191 < data[1] < 209:
+            srtp = dtls._rx_srtp
+            if srtp is not None:
+                dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+                dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+                try:
+                    plain = srtp.unprotect(data)
+                except unprotect_error:  # as aiortc: a packet that does not authenticate is dropped
+                    return
+                try:
+                    handler(plain, clock())
+                except Exception:  # counting must never take the connection down
+                    log.debug("lean RTP handler failed", exc_info=True)
+                return
+        passed(data, component)
+
+    data_received._peerbot_rtp = True  # type: ignore[attr-defined]
+    connection.data_received = data_received  # type: ignore[method-assign]
+
+
+def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, RTCRtpCodecParameters]:
+    """The receiver's codecs by payload type (empty until ``receive()``)."""
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    return codecs
+
+
+def without_decoder(receiver: RTCRtpReceiver, on_started: Callable[[], None] | None = None) -> None:
+    """Make ``receiver`` start without a decoder thread: aiortc starts one in ``receive()``, it is
+    stopped as soon as it started (its track then ends: nobody reads it). ``on_started`` runs then."""
+    receive = receiver.receive
+
+    async def receive_without_decoding(parameters: Any) -> None:
+        await receive(parameters)
+        receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+        if on_started is not None:
+            on_started()
+
+    receiver.receive = receive_without_decoding  # type: ignore[method-assign]
+
+
+class _ParkedTrack(MediaStreamTrack):
+    """A track that yields nothing until it stops."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._stopped: asyncio.Future[None] | None = None
+
+    async def recv(self) -> Any:
+        if self.readyState == "live":
+            self._stopped = self._stopped or asyncio.get_running_loop().create_future()
+            await self._stopped
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+        super().stop()
+
+
+def park_idle_sender(sender: RTCRtpSender, kind: str) -> None:
+    """Give a sender that has nothing to send (a ``sendonly`` transceiver without a track) a track
+    that never yields: without one, aiortc's sender task wakes every 20 ms to look for a track,
+    50 wake-ups a second per idle sender. Nothing changes on the wire. The track stops with the sender."""
+    if sender.track is None:
+        sender.replaceTrack(_ParkedTrack(kind))
+
+
+def is_parked(track: MediaStreamTrack | None) -> bool:
+    """Whether ``track`` is the placeholder ``park_idle_sender`` gave a sender."""
+    return isinstance(track, _ParkedTrack)
+
+
+class _SeqTs:
+    __slots__ = ("sequence_number", "timestamp")
+
+    def __init__(self, sequence_number: int, timestamp: int) -> None:
+        self.sequence_number, self.timestamp = sequence_number, timestamp
+
+
+def feed_receiver_report(receiver: RTCRtpReceiver, ssrc: int, clock_rate: int, seq: int, timestamp: int) -> None:
+    """Count a packet taken by ``take_rtp`` in the statistics aiortc's RTCP receiver reports are made
+    of, so the far side still gets its loss, jitter and round-trip time."""
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    stream = streams.get(ssrc)
+    if stream is None:
+        stream = streams[ssrc] = StreamStatistics(clock_rate)
+    stream.add(_SeqTs(seq, timestamp))  # type: ignore[arg-type]
+
+
+def after_send_started(sender: RTCRtpSender, callback: Callable[[RTCRtpCodecParameters], None]) -> None:
+    """Call ``callback(codec)`` once aiortc has started ``sender`` (``send()``: mid, header
+    extensions and SSRC known), with the codec it sends."""
+    send = sender.send
+
+    async def send_then_call(parameters: Any) -> None:
+        await send(parameters)
+        callback(parameters.codecs[0])
+
+    sender.send = send_then_call  # type: ignore[method-assign]
+
+
+class RtpSendContext:
+    """Sends one sender's RTP packets synchronously: header from a template (its SSRC, payload
+    type and mid extension), SRTP, and straight to the nominated pair's socket (through an
+    impairment's link when one is attached). The sender's RTCP sender reports keep counting."""
+
+    __slots__ = ("_sender", "_dtls", "_connection", "_header", "sequence_number", "ssrc")
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
+        self._sender = sender
+        dtls = sender.transport
+        self._dtls = dtls
+        self._connection = gatherer_connection(dtls)
+        self.ssrc = sender._ssrc
+        packet = RtpPacket(payload_type=codec.payloadType or 0, sequence_number=0, timestamp=0, ssrc=self.ssrc)
+        packet.extensions.mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        extensions = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+        self._header = bytearray(packet.serialize(extensions))
+        self.sequence_number = random.randrange(1 << 16)
+
+    def send(self, payload: bytes, timestamp: int, ntp_time: int) -> bool:
+        """Send one packet now; False when the connection cannot carry it (not connected, closed)."""
+        dtls = self._dtls
+        srtp = dtls._tx_srtp
+        pair = self._connection._nominated.get(1)
+        if srtp is None or pair is None or dtls._state is not DtlsState.CONNECTED:
+            return False
+        header = self._header
+        _SEQ_TS.pack_into(header, 2, self.sequence_number, timestamp)
+        data = srtp.protect(bytes(header) + payload)
+        transport = pair.protocol.transport
+        if transport is None:
+            return False
+        try:
+            transport.sendto(data, pair.remote_addr)
+        except (OSError, AttributeError):  # the socket is closing
+            return False
+        self.sequence_number = (self.sequence_number + 1) & 0xFFFF
+        dtls._RTCDtlsTransport__tx_bytes += len(data)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+        sender = self._sender
+        sender._RTCRtpSender__octet_count += len(payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
+        return True
+
+
+_SEQ_TS = struct.Struct("!HI")
 
 
 # --- closing --------------------------------------------------------------------------

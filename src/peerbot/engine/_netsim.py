@@ -5,6 +5,10 @@ and released later from the event loop (one timer for the earliest held datagram
 impaired by wrapping a ``StunProtocol``'s transport (``sendto``), receiving by replacing its
 ``datagram_received``, so ICE, DTLS and SRTP go through the same link. All of a peer's sockets
 share its two links, as they share one access network.
+
+Time on a link is the call's: an ``ImpairmentClock`` starts at the first attach and every later
+attach with the same clock (a session's rebuilt connections) continues it, so outage windows and
+Gilbert–Elliott slots are placed on one timeline for the whole call.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
+import math
 import random
 import secrets
 from collections.abc import Callable
@@ -28,6 +33,30 @@ if TYPE_CHECKING:
     from .impairment import Impairment
 
 LOGGED_DROPS = 10_000  # indices of randomly lost datagrams kept, for replaying a run
+BURST_SLOT = 0.020  # seconds: the Gilbert–Elliott chain takes one step per slot, not per datagram
+
+
+class ImpairmentClock:
+    """The call's timeline for an impairment: ``epoch`` (event-loop time) is set by the first
+    attach and kept by every later one, so a reconnection continues the call's outage windows
+    instead of starting them again. A session holds one for all the connections it builds."""
+
+    def __init__(self) -> None:
+        self._epoch: float | None = None
+
+    @property
+    def epoch(self) -> float | None:
+        """When the timeline started (``loop.time()``), None before the first attach."""
+        return self._epoch
+
+    def start(self, now: float) -> float:
+        """The epoch, set to ``now`` if this is the first attach."""
+        if self._epoch is None:
+            self._epoch = now
+        return self._epoch
+
+    def __repr__(self) -> str:
+        return f"ImpairmentClock(epoch={self._epoch})"
 
 
 @dataclass
@@ -54,13 +83,14 @@ class LinkCounters:
 class Link:
     """One direction of an impaired path; ``offer`` each datagram with the call that passes it on."""
 
-    def __init__(self, impairment: Impairment, seed: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, impairment: Impairment, seed: int, loop: asyncio.AbstractEventLoop, epoch: float) -> None:
         self.impairment = impairment
         self.counters = LinkCounters()
         self._random = random.Random(seed)
         self._loop = loop
-        self._started = loop.time()
-        self._bad = False                       # Gilbert–Elliott state
+        self._epoch = epoch                     # the call's t=0 (outage windows, burst slots)
+        self._bad = False                       # Gilbert–Elliott state, good at attach
+        self._slot = self._slot_of(loop.time())  # the slot that state belongs to
         self._link_free = 0.0                   # when the rate-limited link finishes its backlog
         self._last_release = 0.0                # latest release time given so far
         self._held: list[tuple[float, int, Callable[[], None]]] = []  # (release, index, deliver)
@@ -79,8 +109,11 @@ class Link:
         lost = imp.loss > 0 and draw() * 100 < imp.loss
         burst_lost = False
         if imp.burst is not None:
-            step, loss = draw() * 100, draw() * 100
-            self._bad = step >= imp.burst.bad_to_good if self._bad else step < imp.burst.good_to_bad
+            # The chain moves with time: n slots since the last datagram, in one draw (closed form).
+            step, loss = draw(), draw() * 100
+            slot = self._slot_of(now)
+            self._bad = step < imp.burst.bad_probability(self._bad, slot - self._slot)
+            self._slot = slot
             burst_lost = self._bad and loss < imp.burst.bad_loss
         extra = draw() * imp.jitter if imp.jitter else 0.0
         if self._in_outage(now):
@@ -118,8 +151,11 @@ class Link:
         if self._timer is None or release < self._timer_at:
             self._arm(release)
 
+    def _slot_of(self, now: float) -> int:
+        return math.floor((now - self._epoch) / BURST_SLOT)
+
     def _in_outage(self, now: float) -> bool:
-        since = now - self._started
+        since = now - self._epoch
         return any(o.start <= since < o.start + o.duration for o in self.impairment.outages)
 
     def _arm(self, when: float) -> None:
@@ -210,13 +246,15 @@ class ImpairedNetwork:
     direction left alone), the ``seed`` in force (to replay a run) and ``detach()``."""
 
     def __init__(self, pc: RTCPeerConnection, send: Impairment | None, receive: Impairment | None,
-                 description: str) -> None:
+                 description: str, clock: ImpairmentClock | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self.clock = clock if clock is not None else ImpairmentClock()
+        epoch = self.clock.start(loop.time())
         seed = next((i.seed for i in (send, receive) if i is not None and i.seed is not None), None)
         self.seed: int = secrets.randbits(32) if seed is None else seed
         self.description = description
-        self._send = self._link(send, 0, loop)
-        self._receive = self._link(receive, 1, loop)
+        self._send = self._link(send, 0, loop, epoch)
+        self._receive = self._link(receive, 1, loop, epoch)
         self._taps: dict[int, _Tap] = {}
         self._detached = False
         if self._send is None and self._receive is None:
@@ -225,12 +263,13 @@ class ImpairedNetwork:
             self._tap(connection)
             _aiortc.after_gathering(connection, functools.partial(self._tap, connection))
 
-    def _link(self, impairment: Impairment | None, direction: int, loop: asyncio.AbstractEventLoop) -> Link | None:
+    def _link(self, impairment: Impairment | None, direction: int, loop: asyncio.AbstractEventLoop,
+              epoch: float) -> Link | None:
         if impairment is None:
             return None
         seed = self.seed if impairment.seed is None else impairment.seed
         # Each direction its own stream, so the two do not lose the same indices mirrored.
-        return Link(impairment, seed * 2 + direction, loop)
+        return Link(impairment, seed * 2 + direction, loop, epoch)
 
     @property
     def send(self) -> LinkCounters | None:
@@ -262,6 +301,6 @@ class ImpairedNetwork:
 
 
 def attach_links(pc: RTCPeerConnection, send: Impairment | None, receive: Impairment | None,
-                 description: str) -> ImpairedNetwork:
+                 description: str, clock: ImpairmentClock | None = None) -> ImpairedNetwork:
     """``ImpairedNetwork`` over ``pc``'s ICE connections (see ``impairment.attach``)."""
-    return ImpairedNetwork(pc, send, receive, description)
+    return ImpairedNetwork(pc, send, receive, description, clock)

@@ -12,9 +12,13 @@ sockets staying open, so the far side and the peer itself see exactly what a dea
 
 Spec strings (``--impair``): comma-separated ``key=value``, e.g.
 ``loss=5%,burst=1%/25%/100%,delay=80ms,jitter=20ms,reorder,rate=500kbps,queue=100ms,outage=5s+3s,seed=1``.
-``burst`` is good→bad / bad→good transition probabilities per datagram and the loss in the bad
+``burst`` is good→bad / bad→good transition probabilities per 20 ms slot and the loss in the bad
 state (Gilbert–Elliott); ``queue`` is ``ms``/``s`` of backlog or ``B``/``kB``/``MB``; ``outage`` is
-start+duration after attaching (repeatable).
+start+duration on the call's timeline, from the first attach (repeatable).
+
+Bounds, so a typo fails at once rather than as an ICE failure later: ``delay`` and ``jitter`` at
+most ``MAX_DELAY`` (10 s), ``rate`` from ``MIN_RATE_KBPS`` (8 kbps) to ``MAX_RATE_KBPS``, the
+queue at most ``MAX_QUEUE_SECONDS`` of backlog, at most ``MAX_OUTAGES`` windows.
 """
 
 from __future__ import annotations
@@ -28,25 +32,42 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from aiortc import RTCPeerConnection
 
 from ..errors import ConfigurationError
-from ._netsim import ImpairedNetwork, LinkCounters, attach_links
+from ._netsim import BURST_SLOT, ImpairedNetwork, ImpairmentClock, LinkCounters, attach_links
 
 if TYPE_CHECKING:
     from .peer import Peer
 
-__all__ = ["Blackout", "GilbertElliott", "ImpairedNetwork", "Impairment", "LinkCounters", "NetworkImpairment",
-           "Outage", "attach"]
+__all__ = ["BURST_SLOT", "Blackout", "GilbertElliott", "ImpairedNetwork", "Impairment", "ImpairmentClock",
+           "LinkCounters", "NetworkImpairment", "Outage", "attach"]
 
 DEFAULT_QUEUE_MS = 100.0  # a rate limit's queue when neither queue_ms nor queue_bytes is given
+MAX_DELAY = 10.0  # seconds, for delay and for jitter: beyond it no call sets up (ICE gives up first)
+MIN_RATE_KBPS = 8.0  # slower, a DTLS flight takes seconds to serialise and set-up times out
+MAX_RATE_KBPS = 10_000_000.0  # 10 Gbit/s: anything faster is no limit on loopback
+MAX_QUEUE_SECONDS = 10.0  # of backlog at the rate limit, however the queue is given
+MAX_OUTAGES = 100  # windows, each checked per datagram
+_SHOWN = 40  # characters of a user's text echoed in an error
 
 
-def _check(name: str, value: object, *, maximum: float = math.inf, allow_inf: bool = False) -> float:
+def _shown(text: object) -> str:
+    """``repr(text)``, cut short: a hostile spec is not echoed in full."""
+    shown = repr(text)
+    return shown if len(shown) <= _SHOWN else f"{shown[:_SHOWN]}… ({len(shown)} characters)"
+
+
+def _check(name: str, value: object, *, maximum: float = math.inf, allow_inf: bool = False,
+           unit: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigurationError(f"impairment: {name} must be a number, got {value!r}")
+        raise ConfigurationError(f"impairment: {name} must be a number, got {_shown(value)}")
     if value < 0:
         raise ConfigurationError(f"impairment: {name} must not be negative, got {value!r}")
     if value > maximum:
-        unit = "%" if maximum == 100 else ""
-        raise ConfigurationError(f"impairment: {name} must be at most {maximum:g}{unit}, got {value!r}{unit}")
+        space = "" if unit in ("", "%") else " "
+        hint = ""
+        if unit == "s" and value / 1000 <= maximum:  # Impairment(delay=80): milliseconds meant
+            hint = f": seconds are the unit, did you mean {value / 1000:g}?"
+        raise ConfigurationError(f"impairment: {name} must be at most {maximum:g}{space}{unit},"
+                                 f" got {value:g}{space}{unit}{hint}")
     if math.isinf(value) and not allow_inf:
         raise ConfigurationError(f"impairment: {name} must be finite, got {value!r}")
     return float(value)
@@ -54,12 +75,17 @@ def _check(name: str, value: object, *, maximum: float = math.inf, allow_inf: bo
 
 @dataclass(frozen=True)
 class GilbertElliott:
-    """Bursty loss: a two-state Markov chain stepped once per datagram (percent values).
+    """Bursty loss: a two-state Markov chain stepped once per ``BURST_SLOT`` (20 ms) of time (percent values).
 
-    ``good_to_bad`` and ``bad_to_good`` are the transition probabilities; in the bad state a
-    datagram is lost with ``bad_loss`` percent (the good state loses none). Mean burst length
-    is ``100 / bad_to_good`` datagrams; the long-run loss is
-    ``bad_loss * good_to_bad / (good_to_bad + bad_to_good)`` percent.
+    ``good_to_bad`` (p) and ``bad_to_good`` (r) are the transition probabilities per slot; in the
+    bad state a datagram is lost with ``bad_loss`` percent (the good state loses none). A bad
+    spell lasts ``100 / bad_to_good`` slots on average (``burst=1%/25%``: 80 ms, four audio
+    packets); the long-run loss is ``bad_loss * good_to_bad / (good_to_bad + bad_to_good)`` percent.
+
+    The chain moves with time, not with traffic, so a quiet link (ICE checks and DTLS during
+    set-up, seconds apart) sees the same conditions as a busy one instead of being stuck in a
+    burst for seconds. A datagram ``n`` slots after the previous one takes the chain's n-step
+    transition in one draw (``bad_probability``), so each datagram still costs a fixed number of draws.
     """
 
     good_to_bad: float
@@ -68,11 +94,27 @@ class GilbertElliott:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _check(f"burst {f.name}", getattr(self, f.name), maximum=100))
+            object.__setattr__(self, f.name, _check(f"burst {f.name}", getattr(self, f.name), maximum=100, unit="%"))
+
+    @property
+    def bad_share(self) -> float:
+        """The stationary probability of the bad state, π = p / (p + r) (0 when neither moves)."""
+        p, r = self.good_to_bad / 100, self.bad_to_good / 100
+        return p / (p + r) if p + r else 0.0
+
+    def bad_probability(self, was_bad: bool, slots: int) -> float:
+        """P(bad now | the state ``slots`` slots ago): with λ = 1 − p − r, π + (1 − π)·λⁿ from
+        bad and π·(1 − λⁿ) from good (n = 0: the state is unchanged)."""
+        p, r = self.good_to_bad / 100, self.bad_to_good / 100
+        if slots <= 0 or p + r == 0:
+            return 1.0 if was_bad else 0.0
+        pi, decay = p / (p + r), (1 - p - r) ** slots
+        return pi + (1 - pi) * decay if was_bad else pi * (1 - decay)
 
 
 class Outage(NamedTuple):
-    """Drop everything from ``start`` seconds after attaching, for ``duration`` seconds (``math.inf``: for ever)."""
+    """Drop everything from ``start`` seconds into the call (its first attach), for ``duration``
+    seconds (``math.inf``: for ever)."""
 
     start: float
     duration: float
@@ -84,16 +126,20 @@ class Impairment:
 
     - ``loss``: random loss, percent of datagrams;
     - ``burst``: bursty loss (``GilbertElliott`` or its three percentages);
-    - ``delay``: seconds added to every datagram; ``jitter``: an extra uniform random 0..``jitter``
-      seconds per datagram. With ``reorder=False`` a datagram is never released before the one
-      sent before it (delay varies, order stays); with ``reorder=True`` datagrams may overtake;
-    - ``rate_kbps``: the link serialises at this rate; datagrams wait in a queue bounded by
-      ``queue_ms`` of backlog or ``queue_bytes`` (default ``DEFAULT_QUEUE_MS``), tail-dropped beyond it;
-    - ``outages``: ``(start_s, duration_s)`` windows after attaching (a Peer attaches as it sets its
-      local description) in which everything is dropped;
+    - ``delay``: seconds (not ms) added to every datagram; ``jitter``: an extra uniform random
+      0..``jitter`` seconds per datagram, each at most ``MAX_DELAY``. With ``reorder=False`` a
+      datagram is never released before the one sent before it (delay varies, order stays);
+      with ``reorder=True`` datagrams may overtake;
+    - ``rate_kbps``: the link serialises at this rate (``MIN_RATE_KBPS`` to ``MAX_RATE_KBPS``);
+      datagrams wait in a queue bounded by ``queue_ms`` of backlog or ``queue_bytes`` (default
+      ``DEFAULT_QUEUE_MS``; at most ``MAX_QUEUE_SECONDS`` of backlog), tail-dropped beyond it;
+    - ``outages``: ``(start_s, duration_s)`` windows on the call's timeline, which starts at the
+      first attach (a Peer attaches as it sets its local description) and which a session's
+      rebuilt connections continue (``ImpairmentClock``); everything is dropped inside one;
     - ``seed``: every random decision comes from one ``random.Random`` per direction seeded from
       it (``2 * seed`` sending, ``2 * seed + 1`` receiving), and each datagram takes the same number
-      of draws whatever happens to it, so the same datagram indices are lost in every run.
+      of draws whatever happens to it, so for the same datagram sequence the same datagram
+      indices are lost in every run (bursty loss also depends on the time between datagrams).
       None: a fresh seed, shown by ``ImpairedNetwork.seed``.
 
     Order of a datagram's path: outage, random loss, burst loss, the rate-limited queue, delay and jitter.
@@ -112,36 +158,50 @@ class Impairment:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised once, here
-        set_(self, "loss", _check("loss", self.loss, maximum=100))
-        set_(self, "delay", _check("delay", self.delay))
-        set_(self, "jitter", _check("jitter", self.jitter))
+        set_(self, "loss", _check("loss", self.loss, maximum=100, unit="%"))
+        set_(self, "delay", _check("delay", self.delay, maximum=MAX_DELAY, unit="s"))
+        set_(self, "jitter", _check("jitter", self.jitter, maximum=MAX_DELAY, unit="s"))
         if isinstance(self.burst, tuple):
             set_(self, "burst", GilbertElliott(*self.burst))
         elif self.burst is not None and not isinstance(self.burst, GilbertElliott):
-            raise ConfigurationError(f"impairment: burst must be a GilbertElliott, got {self.burst!r}")
+            raise ConfigurationError(f"impairment: burst must be a GilbertElliott, got {_shown(self.burst)}")
         if not isinstance(self.reorder, bool):
-            raise ConfigurationError(f"impairment: reorder must be True or False, got {self.reorder!r}")
+            raise ConfigurationError(f"impairment: reorder must be True or False, got {_shown(self.reorder)}")
         if self.rate_kbps is not None:
-            set_(self, "rate_kbps", _check("rate_kbps", self.rate_kbps))
-            if self.rate_kbps == 0:
-                raise ConfigurationError("impairment: rate_kbps must be > 0 (use an outage to stop everything)")
+            set_(self, "rate_kbps", _check("rate_kbps", self.rate_kbps, maximum=MAX_RATE_KBPS, unit="kbps"))
+            if self.rate_kbps < MIN_RATE_KBPS:
+                raise ConfigurationError(
+                    f"impairment: rate_kbps must be at least {MIN_RATE_KBPS:g} kbps, got {self.rate_kbps:g}"
+                    " (slower, call set-up cannot finish; use an outage to stop everything)")
         elif self.queue_ms is not None or self.queue_bytes is not None:
             raise ConfigurationError("impairment: a queue needs a rate limit (rate_kbps)")
         if self.queue_ms is not None and self.queue_bytes is not None:
             raise ConfigurationError("impairment: give queue_ms or queue_bytes, not both")
         if self.queue_ms is not None:
-            set_(self, "queue_ms", _check("queue_ms", self.queue_ms))
+            set_(self, "queue_ms", _check("queue_ms", self.queue_ms, maximum=MAX_QUEUE_SECONDS * 1000, unit="ms"))
         if self.queue_bytes is not None:
             if isinstance(self.queue_bytes, bool) or not isinstance(self.queue_bytes, int) or self.queue_bytes < 0:
-                raise ConfigurationError(f"impairment: queue_bytes must be an integer >= 0, got {self.queue_bytes!r}")
-        set_(self, "outages", tuple(self._outage(o) for o in self.outages))
+                raise ConfigurationError(f"impairment: queue_bytes must be an integer >= 0, got {_shown(self.queue_bytes)}")
+            rate, backlog = self.rate_kbps, self.queue_limit_seconds
+            if rate is not None and backlog is not None and backlog > MAX_QUEUE_SECONDS:
+                raise ConfigurationError(
+                    f"impairment: a queue of {self.queue_bytes} B is {backlog:g} s of backlog at {rate:g} kbps:"
+                    f" at most {MAX_QUEUE_SECONDS:g} s ({int(MAX_QUEUE_SECONDS * rate * 125)} B)")
+        try:
+            outages = tuple(self.outages)
+        except TypeError:
+            raise ConfigurationError(
+                f"impairment: outages must be a tuple of (start_s, duration_s), got {_shown(self.outages)}") from None
+        if len(outages) > MAX_OUTAGES:
+            raise ConfigurationError(f"impairment: at most {MAX_OUTAGES} outage windows, got {len(outages)}")
+        set_(self, "outages", tuple(self._outage(o) for o in outages))
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ConfigurationError(f"impairment: seed must be an integer, got {self.seed!r}")
+            raise ConfigurationError(f"impairment: seed must be an integer, got {_shown(self.seed)}")
 
     @staticmethod
     def _outage(window: object) -> Outage:
         if not isinstance(window, tuple) or len(window) != 2:
-            raise ConfigurationError(f"impairment: an outage is (start_s, duration_s), got {window!r}")
+            raise ConfigurationError(f"impairment: an outage is (start_s, duration_s), got {_shown(window)}")
         return Outage(_check("outage start", window[0]), _check("outage duration", window[1], allow_inf=True))
 
     @property
@@ -183,16 +243,16 @@ class NetworkImpairment:
         if isinstance(value, str):
             value = Impairment.parse(value)
         if not isinstance(value, Impairment):
-            raise ConfigurationError(f"impair must be an Impairment or NetworkImpairment, got {value!r}")
+            raise ConfigurationError(f"impair must be an Impairment or NetworkImpairment, got {_shown(value)}")
         return cls(value, value)
 
     @classmethod
     def from_specs(cls, both: str | None = None, send: str | None = None,
                    receive: str | None = None) -> NetworkImpairment | None:
         """The CLI's ``--impair`` (both ways), ``--impair-out`` and ``--impair-in`` (each overrides ``both``)."""
-        common = Impairment.parse(both) if both else None
-        out = Impairment.parse(send) if send else common
-        in_ = Impairment.parse(receive) if receive else common
+        common = Impairment.parse(both) if both is not None else None  # "" is an empty spec: an error
+        out = Impairment.parse(send) if send is not None else common
+        in_ = Impairment.parse(receive) if receive is not None else common
         return cls(out, in_) if out or in_ else None
 
     @property
@@ -216,28 +276,45 @@ _BYTES = {"b": 1.0, "kb": 1e-3, "mb": 1e-6}
 _KEYS = ("loss", "burst", "delay", "jitter", "reorder", "rate", "queue", "outage", "seed")
 
 
-def _quantity(key: str, text: str, units: dict[str, float], example: str) -> tuple[float, str]:
-    """``text``'s number, in the unit whose divisor ``units`` gives, and that unit (lower case)."""
+def _quantity(key: str, text: str, units: dict[str, float], example: str, *, maximum: float = math.inf,
+              minimum: float = 0.0, bound: str = "") -> tuple[float, str]:
+    """``text``'s number, in the unit whose divisor ``units`` gives, and that unit (lower case);
+    ``maximum``/``minimum`` in that field unit, ``bound`` how they read to a user ("10 s")."""
     match = _NUMBER.fullmatch(text.strip())
     if match is None:
-        raise ConfigurationError(f"impairment: {key}={text!r} is not a number with a unit (e.g. {key}={example})")
-    number, unit = float(match["number"]), match["unit"].lower()
+        raise ConfigurationError(f"impairment: {key}={_shown(text)} is not a number with a unit (e.g. {key}={example})")
+    number, unit = float(match["number"]), match["unit"].lower()  # 400 nines: inf, over any bound
     if unit not in units:
-        given = f"unit {match['unit']!r}" if unit else "no unit"
-        raise ConfigurationError(f"impairment: {key}={text!r} has {given}: use {', '.join(units)} (e.g. {key}={example})")
+        given = f"unit {_shown(match['unit'])}" if unit else "no unit"
+        raise ConfigurationError(f"impairment: {key}={_shown(text)} has {given}: use {', '.join(units)} (e.g. {key}={example})")
     if number < 0:
-        raise ConfigurationError(f"impairment: {key} must not be negative, got {text!r}")
+        raise ConfigurationError(f"impairment: {key} must not be negative, got {_shown(text)}")
+    value = number / units[unit]
+    if value > maximum:
+        raise ConfigurationError(f"impairment: {key} must be at most {bound}, got {_shown(text)}")
+    if value < minimum:
+        raise ConfigurationError(f"impairment: {key} must be at least {bound}, got {_shown(text)}")
     if math.isinf(number) and key != "outage":
-        raise ConfigurationError(f"impairment: {key} must be finite, got {text!r}")
-    return number / units[unit], unit
+        raise ConfigurationError(f"impairment: {key} must be finite, got {_shown(text)}")
+    return value, unit
 
 
 def _seconds(key: str, text: str) -> float:
-    return _quantity(key, text, _SECONDS, "80ms")[0]
+    if key == "outage":
+        return _quantity(key, text, _SECONDS, "5s+3s")[0]
+    return _quantity(key, text, _SECONDS, "80ms", maximum=MAX_DELAY, bound=f"{MAX_DELAY:g} s")[0]
 
 
 def _percent(key: str, text: str) -> float:
-    return _quantity(key, text, {"%": 1.0}, "5%")[0]
+    return _quantity(key, text, {"%": 1.0}, "5%", maximum=100, bound="100%")[0]
+
+
+def _rate(text: str) -> float:
+    rate = _quantity("rate", text, _KBPS, "500kbps", maximum=MAX_RATE_KBPS, bound=f"{MAX_RATE_KBPS:g} kbps")[0]
+    if rate < MIN_RATE_KBPS:
+        raise ConfigurationError(f"impairment: rate must be at least {MIN_RATE_KBPS:g} kbps, got {_shown(text)}"
+                                 " (slower, call set-up cannot finish; use an outage to stop everything)")
+    return rate
 
 
 def _queue(text: str) -> dict[str, Any]:
@@ -245,24 +322,31 @@ def _queue(text: str) -> dict[str, Any]:
     match = _NUMBER.fullmatch(text.strip())
     if match is not None and match["unit"].lower() in _BYTES:
         size = _quantity("queue", text, _BYTES, "30kB")[0]
-        if size != int(size):
-            raise ConfigurationError(f"impairment: queue={text!r} must be a whole number of bytes")
-        return {"queue_bytes": int(size)}
-    return {"queue_ms": _quantity("queue", text, units, "100ms")[0]}
+        if math.isinf(size) or size != int(size):
+            raise ConfigurationError(f"impairment: queue={_shown(text)} must be a whole number of bytes")
+        return {"queue_bytes": int(size)}  # its bound depends on the rate: checked by Impairment
+    return {"queue_ms": _quantity("queue", text, units, "100ms", maximum=MAX_QUEUE_SECONDS * 1000,
+                                  bound=f"{MAX_QUEUE_SECONDS:g} s of backlog")[0]}
 
 
 def _parse(spec: str) -> Impairment:
     if not isinstance(spec, str):
-        raise ConfigurationError(f"impairment: a spec must be a string, got {spec!r}")
+        raise ConfigurationError(f"impairment: a spec must be a string, got {_shown(spec)}")
     values: dict[str, Any] = {}
     outages: list[Outage] = []
+    if not spec.strip():
+        raise ConfigurationError("impairment: empty spec: give key=value items, e.g. loss=5%,delay=80ms"
+                                 " ('none' for no impairment)")
     if spec.strip().lower() == "none":  # what str() gives an Impairment with nothing set
         return Impairment()
-    for item in filter(None, (part.strip() for part in spec.split(","))):
+    items = [part.strip() for part in spec.split(",")]
+    for number, item in enumerate(items, 1):
+        if not item:
+            raise ConfigurationError(f"impairment: empty item {number} of {len(items)} in the spec (a stray comma?)")
         key, has_value, text = (s.strip() for s in item.partition("="))
         key = key.lower()
         if key not in _KEYS:
-            raise ConfigurationError(f"impairment: unknown key {key!r} in {item!r} (known: {', '.join(_KEYS)})")
+            raise ConfigurationError(f"impairment: unknown key {_shown(key)} (known: {', '.join(_KEYS)})")
         if key in values and key != "outage":
             raise ConfigurationError(f"impairment: {key} is given twice")
         if not has_value and key != "reorder":
@@ -274,28 +358,28 @@ def _parse(spec: str) -> Impairment:
             parts = text.split("/")
             if len(parts) not in (2, 3):
                 raise ConfigurationError(
-                    f"impairment: burst={text!r} must be good→bad/bad→good[/bad-state loss], e.g. burst=1%/25%")
+                    f"impairment: burst={_shown(text)} must be good→bad/bad→good[/bad-state loss], e.g. burst=1%/25%")
             values["burst"] = GilbertElliott(*(_percent(key, p) for p in parts))
         elif key in ("delay", "jitter"):
             values[key] = _seconds(key, text)
         elif key == "reorder":
             if text.lower() not in ("", "true", "yes", "1", "false", "no", "0"):
-                raise ConfigurationError(f"impairment: reorder={text!r} must be true or false")
+                raise ConfigurationError(f"impairment: reorder={_shown(text)} must be true or false")
             values["reorder"] = text.lower() in ("", "true", "yes", "1")
         elif key == "rate":
-            values["rate_kbps"] = _quantity(key, text, _KBPS, "500kbps")[0]
+            values["rate_kbps"] = _rate(text)
         elif key == "queue":
             values.update(_queue(text))
         elif key == "outage":
             start, plus, duration = text.partition("+")
             if not plus:
-                raise ConfigurationError(f"impairment: outage={text!r} must be start+duration, e.g. outage=5s+3s")
+                raise ConfigurationError(f"impairment: outage={_shown(text)} must be start+duration, e.g. outage=5s+3s")
             outages.append(Outage(_seconds(key, start), _seconds(key, duration)))
         elif key == "seed":
             try:
                 values["seed"] = int(text)
-            except ValueError:
-                raise ConfigurationError(f"impairment: seed={text!r} must be an integer") from None
+            except ValueError:  # also more than 4300 digits
+                raise ConfigurationError(f"impairment: seed={_shown(text)} must be an integer") from None
     for seen in ("rate", "queue", "outage"):
         values.pop(seen, None)
     return Impairment(**values, outages=tuple(outages))
@@ -341,16 +425,20 @@ def _format(i: Impairment) -> str:
 # --- applying it ----------------------------------------------------------------------
 
 
-def attach(target: Peer | RTCPeerConnection, impairment: Impairment | NetworkImpairment) -> ImpairedNetwork:
+def attach(target: Peer | RTCPeerConnection, impairment: Impairment | NetworkImpairment,
+           clock: ImpairmentClock | None = None) -> ImpairedNetwork:
     """Impair the peer's datagrams until ``detach()``: on the ICE sockets it has now, and on
     those its coming gathering opens (so attaching before ``setLocalDescription`` impairs ICE
-    from the first check). An inactive direction gets nothing attached (no cost)."""
+    from the first check). An inactive direction gets nothing attached (no cost).
+
+    ``clock`` is the call's timeline: outage windows count from its first attach, so attaching
+    a rebuilt connection with the same clock continues the call's windows. None: a clock of its own."""
     pc = target if isinstance(target, RTCPeerConnection) else target._pc
     network = NetworkImpairment.of(impairment)
     assert network is not None
     send = network.send if network.send is not None and network.send.active else None
     receive = network.receive if network.receive is not None and network.receive.active else None
-    return attach_links(pc, send, receive, str(network))
+    return attach_links(pc, send, receive, str(network), clock)
 
 
 class Blackout:

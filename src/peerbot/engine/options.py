@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from aiortc import RTCRtpSender
 from aiortc.codecs import is_rtx
 
 from ..errors import ConfigurationError
-from .impairment import Impairment, NetworkImpairment
+from .impairment import Impairment, ImpairmentClock, NetworkImpairment
 from .turn import tls_context
 
 
@@ -67,6 +68,11 @@ class PeerOptions:
     audio_jitter_frames: int = 1
     turn_tls_ca: str | os.PathLike[str] | None = None
     impair: Impairment | NetworkImpairment | None = None
+    # The call's timeline for outage windows: one per options object, so every Peer a session
+    # builds from its options (reconnections) continues it; None: a fresh one.
+    impair_clock: ImpairmentClock | None = field(default=None, compare=False, repr=False)
+    receive: Literal["decode", "count"] = "decode"
+    rtp: Literal["lean", "aiortc"] = "lean"
 
     def __post_init__(self) -> None:
         for name in ("gather_timeout", "liveness_timeout", "stats_interval"):
@@ -76,3 +82,12 @@ class PeerOptions:
         if self.turn_tls_ca is not None:
             tls_context(self.turn_tls_ca)  # unreadable or not PEM: ConfigurationError now, not at gathering
         object.__setattr__(self, "impair", NetworkImpairment.of(self.impair))
+        if self.impair_clock is None:
+            object.__setattr__(self, "impair_clock", ImpairmentClock())
+        elif not isinstance(self.impair_clock, ImpairmentClock):
+            raise ConfigurationError(f"impair_clock must be an ImpairmentClock, got {type(self.impair_clock).__name__}")
+        if self.receive not in ("decode", "count"):
+            raise ConfigurationError(f"receive must be 'decode' (frames) or 'count' (RTP counted, not decoded),"
+                                     f" got {self.receive!r}")
+        if self.rtp not in ("lean", "aiortc"):
+            raise ConfigurationError(f"rtp must be 'lean' or 'aiortc', got {self.rtp!r}")

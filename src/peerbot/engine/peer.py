@@ -21,20 +21,24 @@ from typing import Any, Literal
 import av
 from aioice import Candidate, Connection
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcicetransport import RTCIceCandidate
 from aiortc.sdp import SessionDescription, candidate_from_sdp, candidate_to_sdp
 
 from ..errors import IceFailedError, PeerConnectionError, SdpError
+from ..media.encoded import EncodedAudioTrack
 from ..media.streams import StreamHub, TrackReader
 from . import _aiortc
 from ._remote_sdp import check_remote_description
+from .audio_jitter_buffer import AudioJitterBuffer
 from .datachannel import DataChannel, Message
 from .ice import IceServerEntry, rtc_configuration
-from .impairment import ImpairedNetwork, Impairment, NetworkImpairment, attach
+from .impairment import ImpairedNetwork, Impairment, ImpairmentClock, NetworkImpairment, attach
 from .options import PeerOptions
+from .packet_clock import PacketClock, PacketStream
 from .peer_stats import PeerStats
+from .receive_mode import PacketCounter, ReceiveMode, RtpPlayoutMeter, RtpReflector
 from .stats import PeerSnapshot, StatsRecorder, StatsReport
 from .turn import relay_failure, tls_context
 
@@ -72,10 +76,20 @@ class Peer:
 
     ``impair`` applies network impairment (``Impairment``/``NetworkImpairment``) to every datagram of
     the peer's ICE sockets from the first check on; ``impairment`` then holds its counters.
+    ``impair_clock`` is the call's timeline its outage windows count on: a session gives every
+    Peer it builds the same one, so a reconnection continues the windows (None: a fresh one).
 
     ``turn_tls_ca`` is a PEM CA bundle that a ``turns:`` server's certificate must chain to,
     instead of the system's trust store (which ``SSL_CERT_FILE`` can replace); verification
     and the host-name check stay on either way. Bad settings raise ``ConfigurationError``.
+
+    ``receive="count"`` receives without decoding (``receive_mode``): RTP is counted and timed at
+    the socket, no decoder thread runs, ``audio``/``video`` readers get no frames and the audio
+    hub's meter is an ``RtpPlayoutMeter``. ``rtp="lean"`` (the default) sends an
+    ``EncodedAudioTrack`` from the process's ``PacketClock`` instead of aiortc's sender task;
+    ``rtp="aiortc"`` keeps aiortc's own per-packet path for both (to compare against).
+    ``reflect=True`` (count mode) sends each received audio packet back unchanged on the audio
+    track given to ``accept_offer``, whose own frames are never read (its ``recv()`` may wait forever).
     """
 
     def __init__(
@@ -90,14 +104,26 @@ class Peer:
         audio_jitter_frames: int = 1,
         turn_tls_ca: str | os.PathLike[str] | None = None,
         impair: Impairment | NetworkImpairment | None = None,
+        impair_clock: ImpairmentClock | None = None,
         audio_hub: StreamHub[av.AudioFrame] | None = None,
         video_hub: StreamHub[av.VideoFrame] | None = None,
         on_data_channel: Callable[[DataChannel], None] | None = None,
+        receive: ReceiveMode = "decode",
+        rtp: Literal["lean", "aiortc"] = "lean",
+        reflect: bool = False,
     ) -> None:
+        if reflect:
+            receive = "count"  # what is reflected is never decoded
         self.options = PeerOptions(relay_only=relay_only, gather_timeout=gather_timeout,
                                    liveness_timeout=liveness_timeout, stats_interval=stats_interval,
                                    codecs=codecs, audio_jitter_frames=audio_jitter_frames,
-                                   turn_tls_ca=turn_tls_ca, impair=impair)
+                                   turn_tls_ca=turn_tls_ca, impair=impair, impair_clock=impair_clock,
+                                   receive=receive, rtp=rtp)
+        self.receive: ReceiveMode = self.options.receive
+        if self.receive == "count":
+            audio_hub = audio_hub if audio_hub is not None else StreamHub()
+            if audio_hub.meter is None:
+                audio_hub.meter = RtpPlayoutMeter()
         self.impairment: ImpairedNetwork | None = None  # its counters outlive the connection, for reports
         self._turn_tls = tls_context(turn_tls_ca) if turn_tls_ca is not None else None
         self._pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
@@ -123,6 +149,13 @@ class Peer:
         self._remote_candidates: list[RTCIceCandidate] = []
         self._expected_close: str | None = None
         self._on_data_channel = on_data_channel
+        self._packet_streams: list[PacketStream] = []
+        self._signalled_types: dict[tuple[str, int], str] = {}
+        meter = self.audio.hub.meter
+        self._packet_counter = PacketCounter(self._pc, self._stats.received,
+                                             meter if isinstance(meter, RtpPlayoutMeter) else None) \
+            if self.receive == "count" else None
+        self.reflector = RtpReflector() if reflect else None
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
@@ -136,6 +169,36 @@ class Peer:
             direction = "sendrecv" if direction == "recvonly" else "sendonly"
         transceiver = self._pc.addTransceiver(track or kind, direction=direction)
         self._prefer_codecs(transceiver, kind)
+        self._send_lean(transceiver.sender, track)
+        if track is None and direction in ("sendonly", "sendrecv"):
+            _aiortc.park_idle_sender(transceiver.sender, kind)
+
+    def _send_lean(self, sender: RTCRtpSender, track: MediaStreamTrack | None) -> None:
+        if self.reflector is not None and track is not None and track.kind == "audio":
+            reflector = self.reflector
+            _aiortc.after_send_started(sender, lambda codec: reflector.start(_aiortc.RtpSendContext(sender, codec).send))
+            return
+        # An encoded track is sent from the process's packet clock once aiortc has started the
+        # sender; marked now, before aiortc's own sender task could read a packet of it.
+        if not isinstance(track, EncodedAudioTrack) or self.options.rtp != "lean":
+            return
+        track.drive()
+
+        def started(codec: Any) -> None:
+            if self.ended:
+                return
+            context = _aiortc.RtpSendContext(sender, codec)
+            stream = PacketStream(track.next_payload, track.skip, context.send)
+            self._packet_streams.append(stream)
+            PacketClock.of().add(stream)
+
+        _aiortc.after_send_started(sender, started)
+
+    def _reflect(self, data: bytes, arrival: float) -> None:
+        assert self._packet_counter is not None and self.reflector is not None  # reflect=True
+        counted = self._packet_counter.packet(data, arrival)
+        if counted is not None and counted[0] == "audio":
+            self.reflector.reflect(data[counted[2]:counted[3]], counted[1])
 
     def _prefer_codecs(self, transceiver: RTCRtpTransceiver, kind: str) -> None:
         if not self.codecs:
@@ -143,7 +206,9 @@ class Peer:
         available = RTCRtpSender.getCapabilities(kind).codecs
         chosen = [c for c in available if c.mimeType.split("/")[1].lower() in self.codecs]
         if chosen:
-            transceiver.setCodecPreferences(chosen)
+            # Retransmission is not a codec choice: without RTX, lost video packets are never
+            # repaired and a lossy call decodes nothing.
+            transceiver.setCodecPreferences(chosen + [c for c in available if is_rtx(c)])
 
     def create_data_channel(self, label: str, on_message: Callable[[Message], None] | None = None) -> DataChannel:
         """Open a data channel before the offer so that it is negotiated in it.
@@ -177,6 +242,7 @@ class Peer:
             if track is not None and transceiver.sender.track is None:
                 transceiver.sender.replaceTrack(track)
                 transceiver.direction = "sendrecv"
+                self._send_lean(transceiver.sender, track)
             self._prefer_codecs(transceiver, transceiver.kind)
         try:
             await self._set_local(await self._pc.createAnswer())
@@ -237,13 +303,15 @@ class Peer:
         impair = self.options.impair
         if impair is not None and impair.active and self.impairment is None:
             # Before gathering: the sockets are tapped as they open, before the first ICE check.
-            self.impairment = attach(self._pc, impair)
+            self.impairment = attach(self._pc, impair, clock=self.options.impair_clock)
         started = time.monotonic()
         try:
             # The bound inside aioice covers STUN/TURN; this one guards against anything else.
             await asyncio.wait_for(self._pc.setLocalDescription(description), self.gather_timeout + 5)
         except asyncio.TimeoutError:
             raise IceFailedError(f"ICE gathering did not finish within {self.gather_timeout + 5:g} s") from None
+        if self._packet_counter is not None and (self.options.rtp == "lean" or self.reflector is not None):
+            _aiortc.take_rtp(self._pc, self._packet_counter.packet if self.reflector is None else self._reflect)
         if not self.local_candidates():
             # aioice drops why a TURN allocation failed: ask the server once more to tell the user.
             # Bundled, so the first transport's ICE connection is every transport's.
@@ -287,6 +355,15 @@ class Peer:
     # --- while connected --------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if self.receive == "count":
+            for receiver in self._pc.getReceivers():
+                if receiver.track is track:  # before receive(): the decoder thread is stopped as it starts
+                    _aiortc.without_decoder(receiver)
+                    if self.options.rtp == "aiortc" and self._packet_counter is not None and self.reflector is None:
+                        _aiortc.observe_rtp_packets(receiver, self._packet_counter.observer(track.kind))
+            if track.kind == "audio" and self.audio.hub.meter is not None:
+                self.audio.hub.meter.new_source()  # a new peer (a reconnection): a new RTP clock
+            return
         for receiver in self._pc.getReceivers():
             if receiver.track is track:  # before its first packet: aiortc emits "track" on the remote description
                 self._stats.watch_receiver(receiver, track.kind)
@@ -297,12 +374,13 @@ class Peer:
             self.video.attach(track)
 
     def _set_audio_jitter_buffer(self, track: MediaStreamTrack) -> None:
-        # aiortc holds 4 packets (80 ms) of received audio before decoding, on top of the
-        # network delay. Its buffer only reorders (timing jitter is left to the consumer), so
-        # one packet, the minimum, keeps the added latency at 20 ms.
+        # aiortc holds 4 packets (80 ms) of received audio before decoding, and stalls 320 ms on
+        # a lost one, then discards a good one with it (``audio_jitter_buffer``). Ours only
+        # reorders (timing jitter is left to the consumer): a packet goes on when it is next,
+        # a hole is skipped once ``audio_jitter_frames`` packets wait behind it.
         for receiver in self._pc.getReceivers():
             if receiver.track is track:
-                _aiortc.set_jitter_buffer(receiver, JitterBuffer(capacity=16, prefetch=self.audio_jitter_frames))
+                _aiortc.set_jitter_buffer(receiver, AudioJitterBuffer(self.audio_jitter_frames))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         # aiortc emits "datachannel" once the channel is open.
@@ -393,13 +471,22 @@ class Peer:
     def _signalled_type(self, remote: Candidate) -> str:
         # A far side that checks before our answer is applied is learnt as peer-reflexive, and
         # aioice keeps that type even once the same address is signalled: report the signalled one.
+        # Read once per address: aiortc re-serialises the whole description on each access, and
+        # stats are read every second by every peer of a load test.
+        if remote.type != "prflx":
+            return str(remote.type)
+        address = (remote.host, remote.port)
+        known = self._signalled_types.get(address)
+        if known is not None:
+            return known
         description = self._pc.remoteDescription
-        if remote.type == "prflx" and description is not None:
-            for media in SessionDescription.parse(description.sdp).media:
-                for candidate in media.ice_candidates:
-                    if (candidate.ip, candidate.port) == (remote.host, remote.port):
-                        return str(candidate.type)
-        return str(remote.type)
+        if description is None:
+            return str(remote.type)
+        signalled = next((str(candidate.type) for media in SessionDescription.parse(description.sdp).media
+                          for candidate in media.ice_candidates if (candidate.ip, candidate.port) == address),
+                         str(remote.type))
+        self._signalled_types[address] = signalled
+        return signalled
 
     def snapshot(self) -> PeerSnapshot:
         """The connection's cumulative counters now, without rates (also after it closed)."""
@@ -447,6 +534,8 @@ class Peer:
         return self._closing
 
     async def _close_connection(self) -> None:
+        for stream in self._packet_streams:
+            PacketClock.of().remove(stream)
         await asyncio.gather(self.audio.stop(self.error), self.video.stop(self.error))
         for channel in self._channels.values():
             channel.end(self.error)
@@ -454,10 +543,12 @@ class Peer:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
         for transceiver in self._pc.getTransceivers():
+            if _aiortc.is_parked(transceiver.sender.track):
+                transceiver.sender.track.stop()  # ours: the placeholder of an idle sender
             transceiver.sender.replaceTrack(None)  # aiortc's sender would stop the track: it is not ours
         await _aiortc.close_peer_connection(self._pc)  # a bad offer can leave it half-built
         try:
-            self._recorder.record(self.snapshot())  # the final counts stay readable
+            self._recorder.record(self.snapshot(), final=True)  # the final counts stay readable
         except Exception:
             log.debug("reading the final stats failed", exc_info=True)
         if self.impairment is not None:

@@ -13,14 +13,16 @@ MOS, by the simplified ITU-T G.107 E-model (Cole & Rosenbluth), from the audio f
     MOS = 1 + 0.035 R + 7·10⁻⁶ R (R − 60)(100 − R),    R clamped to 0–100, MOS to 1–4.5
 
 where P (%) is the larger of the packet loss and the concealed audio over the last interval: audio
-that came too late to be played is as lost to a listener as a packet that never came.
+that came too late to be played is as lost to a listener as a packet that never came. The final
+report (taken at hang-up, ``record(final=True)``) has the whole call's MOS instead: P is the larger
+of ``loss_percent`` and ``concealed_percent``, both over the whole call (RTT and J those of the end).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,28 @@ if TYPE_CHECKING:
 
 __all__ = ["CandidatePairStats", "InboundRtpStats", "OutboundRtpStats", "RemoteInboundRtpStats", "StatsReport",
            "StatsSummary", "mos_estimate"]
+
+
+class ReadOnlyMapping(Mapping[str, float]):
+    """A mapping that cannot be written to (a report is immutable), yet copies, pickles and
+    compares like a dict (``types.MappingProxyType`` does not copy: ``dataclasses.asdict`` fails)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, float]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> float:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return repr(self._items)
 
 
 @dataclass(frozen=True)
@@ -129,7 +153,9 @@ class StatsSummary:
     """The figures a user reads at a glance. ``None`` is *not measured*, never 0.
 
     Cumulative figures count since the session started, over every connection it had
-    (reconnections included); ``interval_*`` and bitrates cover the last interval (about 1 s)."""
+    (reconnections included); ``interval_*`` and bitrates cover the last interval (about 1 s). In
+    the final report (after the call) they are those of the last full interval, and ``mos`` is
+    the whole call's. ``stream_bitrates_kbps`` is a read-only mapping."""
 
     t: float = 0.0  # s since the session (or peer) started
     mos: float | None = None
@@ -145,7 +171,7 @@ class StatsSummary:
     frames_per_second: float | None = None
     bitrate_in_kbps: float | None = None
     bitrate_out_kbps: float | None = None
-    stream_bitrates_kbps: Mapping[str, float] = field(default_factory=dict)
+    stream_bitrates_kbps: Mapping[str, float] = field(default_factory=lambda: ReadOnlyMapping({}))
     packets_received: int = 0
     packets_lost: int = 0
     packets_sent: int = 0
@@ -244,16 +270,43 @@ class StatsRecorder:
         self._last: tuple[float, _Totals, PeerSnapshot] | None = None
 
     def record(self, current: PeerSnapshot, earlier: Sequence[PeerSnapshot] = (), *,
-               reconnects: int = 0, outage_seconds: float = 0.0) -> StatsReport:
-        """The report of this moment; it becomes ``latest`` and the reference of the next one's rates."""
+               reconnects: int = 0, outage_seconds: float = 0.0, final: bool = False) -> StatsReport:
+        """The report of this moment; it becomes ``latest`` and the reference of the next one's rates.
+
+        ``final`` (at hang-up): the interval since the last report is a remnant (often a few ms,
+        with the media already stopping), so the rate and interval figures are those of the last
+        full interval (over the whole call when there was none), and ``mos`` is the whole call's."""
         now = self._clock()
         totals = _Totals.of([*earlier, current])
-        summary = _summarize(now - self.started, current, totals, self._last, now)
+        if final:
+            summary = self._final_summary(now, current, totals)
+        else:
+            summary = _summarize(now - self.started, current, totals, self._last, now)
         summary = dataclasses.replace(summary, reconnects=reconnects, outage_seconds=round(outage_seconds, 2))
         self.latest = StatsReport(current.inbound_rtp, current.outbound_rtp, current.remote_inbound_rtp,
                                   current.candidate_pair, summary)
         self._last = (now, totals, current)
         return self.latest
+
+    def _final_summary(self, now: float, current: PeerSnapshot, totals: _Totals) -> StatsSummary:
+        previous = self.latest.summary if self.latest is not None and self._last is not None else None
+        if previous is None or previous.bitrate_in_kbps is None:  # no full interval: the whole call
+            reference = (self.started, _Totals(), PeerSnapshot())
+            summary = _summarize(now - self.started, current, totals, reference, now)
+        else:
+            summary = dataclasses.replace(
+                _summarize(now - self.started, current, totals, None, now),
+                interval_loss_percent=previous.interval_loss_percent, bitrate_in_kbps=previous.bitrate_in_kbps,
+                bitrate_out_kbps=previous.bitrate_out_kbps, stream_bitrates_kbps=previous.stream_bitrates_kbps)
+        return dataclasses.replace(summary, mos=_call_mos(summary))
+
+
+def _call_mos(summary: StatsSummary) -> float | None:
+    """The whole call's MOS: the E-model with P the larger of the call's loss and concealed audio."""
+    if summary.mos is None:  # no audio received
+        return None
+    impairment = max(summary.loss_percent or 0.0, summary.concealed_percent or 0.0)
+    return mos_estimate(summary.rtt_ms or 0.0, summary.jitter_ms or 0.0, impairment)
 
 
 def _percent(part: float, whole: float) -> float | None:
@@ -305,7 +358,7 @@ def _summarize(t: float, current: PeerSnapshot, totals: _Totals,
         frames_per_second=render.framesPerSecond if video and render else None,
         bitrate_in_kbps=bitrate_in,
         bitrate_out_kbps=bitrate_out,
-        stream_bitrates_kbps=stream_rates,
+        stream_bitrates_kbps=ReadOnlyMapping(stream_rates),
         packets_received=totals.received,
         packets_lost=max(0, totals.lost),
         packets_sent=totals.sent,

@@ -146,9 +146,10 @@ class Listener:
 
     app: web.Application
 
-    def __init__(self, host: str, port: int, *, read_timeout: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, *, read_timeout: float = 10.0, reuse_port: bool = False) -> None:
         self.host = host
         self.read_timeout = read_timeout
+        self.reuse_port = reuse_port  # several processes may listen on the port (SO_REUSEPORT)
         self._requested_port = port
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
@@ -194,7 +195,7 @@ class Listener:
             self._server = await asyncio.get_running_loop().create_server(
                 lambda: _HeadDeadline(_json_parse_errors(handler()), self.read_timeout, self.idle_timeout,
                                       self.app[_DEADLINES]),
-                self.host, self._requested_port
+                self.host, self._requested_port, reuse_port=self.reuse_port or None
             )
         except BaseException:
             await runner.cleanup()

@@ -36,6 +36,7 @@ from ._json_api import ApiError, decode_json
 from ._session import SESSION_UPDATE_FIELDS, apply_fields, new_id, session_object
 from ._speech import SpeechBurstDetector
 from .echo_track import DelayedEchoTrack
+from .reflector import ParkedAudioTrack
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class EchoCall:
         echo_delay: float = 0.2,
         connect_timeout: float = 30.0,
         on_closed: Callable[[EchoCall], None] | None = None,
+        reflect: bool = False,
     ) -> None:
         self.conversation_id = new_id("conv")
         self.session_id = new_id("sess")
@@ -72,8 +74,11 @@ class EchoCall:
         self.transcripts_sent = 0
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
-        self._peer = Peer(ice_servers, on_data_channel=self._on_data_channel)
+        # Reflecting (``reflector``): the caller's RTP goes straight back, nothing is decoded.
+        self.reflect = reflect
+        self._peer = Peer(ice_servers, on_data_channel=self._on_data_channel, reflect=reflect)
         self._echo = DelayedEchoTrack(echo_delay)
+        self._parked = ParkedAudioTrack() if reflect else None
         self._channel: DataChannel | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
@@ -110,8 +115,14 @@ class EchoCall:
 
     @property
     def audio_frames_sent(self) -> int:
-        """20 ms audio frames sent to the caller so far, echo and silence alike."""
-        return self._echo.frames_sent
+        """20 ms audio frames sent to the caller so far, echo and silence alike (reflected packets when reflecting)."""
+        return self.packets_reflected if self.reflect else self._echo.frames_sent
+
+    @property
+    def packets_reflected(self) -> int:
+        """RTP packets sent straight back to the caller (reflecting calls only)."""
+        reflector = self._peer.reflector
+        return reflector.packets_reflected if reflector is not None else 0
 
     @property
     def echoed_frames(self) -> int:
@@ -129,6 +140,10 @@ class EchoCall:
         Raises ``SdpError`` when aiortc cannot parse or answer the offer (``IceFailedError`` when
         gathering fails); the caller then closes the call.
         """
+        if self._parked is not None:
+            answer = await self._peer.accept_offer(offer_sdp, audio=self._parked)
+            self._spawn(self._close_when_peer_ends())
+            return answer
         # Subscribed before answering, so that no frame arrives unheard.
         self._spawn(self._echo_audio(self._peer.audio.hub.subscribe(maxsize=100)))
         answer = await self._peer.accept_offer(offer_sdp, audio=self._echo)
@@ -149,6 +164,8 @@ class EchoCall:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._peer.close("closed by the server")
             self._echo.stop()
+            if self._parked is not None:
+                self._parked.stop()
         finally:
             self._closed.set()
             log.debug("call %s closed", self.conversation_id)

@@ -74,6 +74,11 @@ class LocalOrgaServer(Listener):
     ``read_timeout`` seconds for a request head or body to arrive (the connection is dropped,
     or 408); an idle keep-alive connection is closed after ``idle_timeout`` (``read_timeout``,
     at least 15 s).
+
+    ``reflect=True`` answers with a reflecting call instead of the echo (``local.reflector``): each
+    caller's RTP goes straight back undecoded, so the server is not the bottleneck of a load test.
+    ``reuse_port`` with one ``token_secret`` lets several processes serve one port (``peerbot serve
+    --processes``): the kernel spreads the connections, and a token from one is good in all.
     """
 
     def __init__(
@@ -96,6 +101,9 @@ class LocalOrgaServer(Listener):
         max_calls_per_token: int = 4,
         read_timeout: float = 10.0,
         user_email: str = DEMO_USER_EMAIL,
+        reflect: bool = False,
+        reuse_port: bool = False,
+        token_secret: bytes | None = None,
     ) -> None:
         keys = tuple(dict.fromkeys(api_keys or ()))  # keeps the caller's order; the first is api_key
         if any(not isinstance(k, str) or not k or not k.isascii() or looks_like_token(k) for k in keys):
@@ -112,9 +120,10 @@ class LocalOrgaServer(Listener):
             ice = parse_ice_servers(list(ice_servers or ()), "ice_servers")
         except InvalidIceServer as exc:
             raise ConfigurationError(str(exc)) from None
-        super().__init__(host, port, read_timeout=read_timeout)
+        super().__init__(host, port, read_timeout=read_timeout, reuse_port=reuse_port)
         self.user_email = user_email
         self.echo_delay = echo_delay
+        self.reflect = reflect
         self.token_ttl = token_ttl
         self.max_token_ttl = max_token_ttl
         self._api_keys = keys or (generate_api_key(),)
@@ -124,7 +133,8 @@ class LocalOrgaServer(Listener):
         self._turn_ttl = turn_ttl
         self._connect_timeout = connect_timeout
         self._answer_timeout = answer_timeout
-        self._token_secret = secrets.token_bytes(32)  # tokens die with the server, by design
+        # Tokens die with the server, by design; server processes sharing a port share the secret.
+        self._token_secret = token_secret or secrets.token_bytes(32)
         self._calls: dict[str, EchoCall] = {}
         self._call_tokens: dict[str, str] = {}  # conversation id -> the token id that created it
         self._max_calls = max_calls
@@ -270,6 +280,7 @@ class LocalOrgaServer(Listener):
             echo_delay=self.echo_delay,
             connect_timeout=self._connect_timeout,
             on_closed=self._forget,
+            reflect=self.reflect,
         )
         # Listed before answering, so that stop() also closes a call still being answered.
         self._calls[call.conversation_id] = call

@@ -8,7 +8,13 @@ so a starved event loop, a stalled stream and a reconnection all show. They live
 session-owned hub, so a new peer's reader after a reconnection feeds the same meters; the
 reader calls ``new_source()`` so the new RTP clock is not taken for a jump.
 
-Audio (``AudioPlayoutMeter``), a virtual playout device with a fixed target delay:
+Audio (``AudioPlayoutMeter``), a virtual playout device with a fixed target delay. It sees the
+frames peerbot's ``AudioJitterBuffer`` passes on (``engine/audio_jitter_buffer``): each packet at
+once, a lost one skipped, so a lost 20 ms packet is a 20 ms gap in RTP time, 20 ms concealed.
+(aiortc's own buffer stalled 320 ms on the first loss and then discarded a good packet with each
+later one: 5 % loss read 16–26 % concealed.) The target does not adapt: on a loopback or LAN call
+arrival jitter is far below it, and lateness that does occur (a starved loop) is what a low-delay
+player would conceal; a lasting step is absorbed by the re-anchoring below.
 
 - The first frame is played ``TARGET_DELAY`` (50 ms) after it arrived; every later frame at
   ``its RTP time - the first frame's RTP time`` after that (RTP time is ``pts × time_base``).

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..engine.datachannel import DataChannel, Message
 from ..engine.ice import IceServerEntry, check_ice_servers
 from ..engine.impairment import Impairment, NetworkImpairment
 from ..engine.options import positive_seconds
+from ..engine.receive_mode import ReceiveMode
 from ..errors import PeerConnectionError, SessionStateError
 from ..media.source import MediaSource
 from ..media.streams import StreamHub, Subscription
@@ -52,11 +53,13 @@ class OrgaSession(PeerSession):
         reconnect_attempts: int = 3,
         reconnect_backoff: float = 0.5,
         impair: Impairment | NetworkImpairment | str | None = None,
+        receive: ReceiveMode = "decode",
+        rtp: Literal["lean", "aiortc"] = "lean",
     ) -> None:
         super().__init__(source, video, record=record, reconnect=reconnect, reconnect_attempts=reconnect_attempts,
                          reconnect_backoff=reconnect_backoff, relay_only=relay_only, codecs=codecs,
                          gather_timeout=gather_timeout, liveness_timeout=liveness_timeout, turn_tls_ca=turn_tls_ca,
-                         impair=impair)
+                         impair=impair, receive=receive, rtp=rtp)
         self._ice_override = check_ice_servers(ice_servers) if ice_servers is not None else None
         self._connect_timeout = positive_seconds("connect_timeout", connect_timeout)
         self._client = client
@@ -155,7 +158,8 @@ def connect(
     the session: ``ice_servers`` (override), ``relay_only``, ``codecs``, ``gather_timeout``,
     ``connect_timeout``, ``liveness_timeout``, ``turn_tls_ca`` (CA of a ``turns:`` server), ``record``,
     ``impair`` (an ``Impairment``, ``NetworkImpairment`` or spec such as ``"loss=5%,delay=80ms"``),
-    ``reconnect`` (default True), ``reconnect_attempts`` and ``reconnect_backoff``.
+    ``reconnect`` (default True), ``reconnect_attempts`` and ``reconnect_backoff``; ``receive="count"``
+    (RTP counted and timed, not decoded: no ``audio_frames()``) and ``rtp`` (see ``engine.Peer``).
     """
     params = SessionParams(voice=voice, model=model, temperature=temperature, instructions=instructions,
                            modalities=tuple(modalities), return_transcription=return_transcription, history=history)

@@ -57,9 +57,16 @@ def _thresholds_table(results: Sequence[CheckResult]) -> str:
     failed = sum(not r.passed for r in results)
     verdict = f"{failed} of {len(results)} failed" if failed else f"all {len(results)} passed"
     rows = "".join(f"<tr class=\"{'pass' if r.passed else 'fail'}\"><td>{'pass' if r.passed else 'FAIL'}</td>"
-                   f"<td>{escape(str(r.threshold))}</td><td>{escape(r.message)}</td></tr>" for r in results)
+                   f"<td>{escape(r.threshold.text or str(r.threshold))}</td>"
+                   f"<td class=\"n\">{escape(_measured(r))}</td><td>{escape(r.shortfall)}</td></tr>" for r in results)
     return (f"<h2>Thresholds: {verdict}</h2><table class=\"thresholds\">"
-            f"<tr><th></th><th>required</th><th>measured</th></tr>{rows}</table>")
+            f"<tr><th></th><th>required</th><th>measured</th><th>missed by</th></tr>{rows}</table>")
+
+
+def _measured(result: CheckResult) -> str:
+    if result.measured is None:
+        return "–"
+    return format_value(result.measured, result.threshold.unit)
 
 
 def _summary_table(summary: Mapping[str, Any]) -> str:

@@ -21,8 +21,12 @@ import asyncio
 import bisect
 import collections
 import dataclasses
+import math
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Mapping, Sequence
+from typing import Any
+
+import av
 
 import numpy as np
 
@@ -73,6 +77,18 @@ class LatencyResult:
     round_trips_ms: tuple[float, ...]
     markers_sent: int
     markers_found: int
+    heard_at: tuple[float, ...] = ()  # monotonic ear time of each round trip, when known
+
+    def per_second(self, history: Sequence[Mapping[str, Any]], origin: float) -> list[dict[str, Any]]:
+        """``history`` (samples with ``t``: seconds since monotonic ``origin``) with ``latency_ms``
+        filled: per sample, the mean of the round trips heard since the sample before it (None for none)."""
+        out, previous = [], -math.inf
+        for sample in history:
+            t = float(sample.get("t") or 0.0)
+            trips = [trip for trip, heard in zip(self.round_trips_ms, self.heard_at) if previous < heard - origin <= t]
+            out.append({**sample, "latency_ms": round(math.fsum(trips) / len(trips), 1) if trips else None})
+            previous = t
+        return out
 
     @property
     def markers_lost(self) -> int:
@@ -104,8 +120,11 @@ class LatencyProbe(AudioSource):
     """An audio source that mixes a chirp marker into what it sends every ``interval`` seconds.
 
     Send it (``source=probe``) to a far side that echoes, then ``await probe.measure(frames,
-    duration)`` on the received audio. Captured audio (``capture()``) is sent as usual, with the
-    markers added at ``amplitude`` (of full scale) on top.
+    duration)`` on the received audio. Captured audio (``capture()``, or another track's through
+    ``mix()``) is sent as usual, with the markers added at ``amplitude`` (of full scale) on top.
+
+    For a call of open-ended length: run ``listen(frames)`` as a task for the call, cancel it when
+    the call ends, then ``result(since, until)``.
     """
 
     def __init__(self, interval: float = 1.0, *, amplitude: float = 0.5, sample_rate: int = 48000,
@@ -124,6 +143,7 @@ class LatencyProbe(AudioSource):
         self._next_marker = int(interval * sample_rate / 2)
         # (chirp, samples of it sent so far; negative: it starts that far into the next frame)
         self._playing: list[tuple[np.ndarray, int]] = []
+        self._detector = MarkerDetector()  # what listen() heard
 
     def _next_samples(self, n: int) -> np.ndarray:
         now = time.monotonic()
@@ -151,11 +171,7 @@ class LatencyProbe(AudioSource):
         """Read ``frames`` (the received audio) for ``duration`` seconds; round trips of the
         markers sent in that time, counting those sent in its last ``max_round_trip`` seconds
         (default: 1 s, or 4 intervals if less) only if they came back. ``frames`` is left open."""
-        if max_round_trip is None:
-            max_round_trip = min(1.0, len(CHIRPS_HZ) * self.interval)
-        if not 0 < max_round_trip <= len(CHIRPS_HZ) * self.interval:
-            raise ConfigurationError(f"max_round_trip must be in (0, {len(CHIRPS_HZ) * self.interval:g}] s"
-                                     f" (4 marker intervals), got {max_round_trip!r}")
+        max_round_trip = self._round_trip_bound(max_round_trip)
         started = time.monotonic()
         detector = MarkerDetector()
         try:
@@ -164,13 +180,53 @@ class LatencyProbe(AudioSource):
                     detector.feed(frame, time.monotonic())
         except TimeoutError:
             pass
-        found = _pair(list(self.sent), detector.finish(), max_round_trip)
-        ended = started + duration
-        due = [m for m in self.sent if started <= m.sent_at <= ended - max_round_trip]
-        late = [m for m in self.sent if ended - max_round_trip < m.sent_at <= ended and m.index in found]
+        return self._result(detector, started, started + duration, max_round_trip)
+
+    async def listen(self, frames: AsyncIterable[AudioFrame]) -> None:
+        """Search ``frames`` (the received audio) for the markers until the stream ends or the task
+        is cancelled; :meth:`result` then gives the round trips."""
+        async for frame in frames:
+            self._detector.feed(frame, time.monotonic())
+
+    def result(self, since: float, until: float, *, max_round_trip: float | None = None) -> LatencyResult:
+        """Round trips of the markers :meth:`listen` heard among those sent between monotonic ``since``
+        and ``until`` (the markers of the last ``max_round_trip`` counted only if they came back)."""
+        return self._result(self._detector, since, until, self._round_trip_bound(max_round_trip))
+
+    async def mix(self, track: Any) -> None:
+        """Send another audio track's audio (``--source tone``, a file, the microphone) under the
+        markers: its frames are captured as they come, until it ends or the task is cancelled."""
+        from aiortc.mediastreams import MediaStreamError
+
+        layout = "mono" if self.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="s16", layout=layout, rate=self.sample_rate)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:  # the track ended: the markers go on over silence
+                return
+            for piece in resampler.resample(frame):
+                pcm = piece.to_ndarray().reshape(-1, self.channels).T
+                await self.capture(pcm, self.sample_rate, self.channels)
+
+    def _round_trip_bound(self, max_round_trip: float | None) -> float:
+        if max_round_trip is None:
+            max_round_trip = min(1.0, len(CHIRPS_HZ) * self.interval)
+        if not 0 < max_round_trip <= len(CHIRPS_HZ) * self.interval:
+            raise ConfigurationError(f"max_round_trip must be in (0, {len(CHIRPS_HZ) * self.interval:g}] s"
+                                     f" (4 marker intervals), got {max_round_trip!r}")
+        return max_round_trip
+
+    def _result(self, detector: MarkerDetector, started: float, ended: float, max_round_trip: float) -> LatencyResult:
+        sent = list(self.sent)
+        heard = detector.finish()
+        found = _pair(sent, heard, max_round_trip)
+        due = [m for m in sent if started <= m.sent_at <= ended - max_round_trip]
+        late = [m for m in sent if ended - max_round_trip < m.sent_at <= ended and m.index in found]
         counted = sorted(due + late, key=lambda m: m.index)
         trips = tuple(round(found[m.index] * 1000, 1) for m in counted if m.index in found)
-        return LatencyResult(trips, markers_sent=len(counted), markers_found=len(trips))
+        heard_at = tuple(m.sent_at + found[m.index] for m in counted if m.index in found)
+        return LatencyResult(trips, markers_sent=len(counted), markers_found=len(trips), heard_at=heard_at)
 
 
 def _pair(sent: list[SentMarker], heard: list[tuple[int, float, float]],

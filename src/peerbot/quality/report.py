@@ -19,7 +19,7 @@ from .. import __version__
 from .html import render_html
 from .thresholds import CheckResult
 
-__all__ = ["SCHEMA", "report_meta", "write_report"]
+__all__ = ["SCHEMA", "codecs_of", "report_meta", "write_report"]
 
 SCHEMA = "peerbot.report/1"
 """The ``schema`` field of every JSON report: bumped when a field changes meaning."""
@@ -34,6 +34,18 @@ def report_meta(command: str, target: str, *, started_at: float, duration_s: flo
     return {"command": command, "target": target, "start_time": start, "duration_s": duration_s,
             "impairment": impairment, "candidate_pair": candidate_pair, "codecs": codecs,
             "peerbot_version": __version__, **more}
+
+
+def codecs_of(stats: Any) -> dict[str, list[str]] | None:
+    """The codecs a session's ``stats()`` report shows in use, per direction (``{"received":
+    ["audio/opus", "video/VP8"]}``), for ``report_meta(codecs=…)``; None when it shows none."""
+    found: dict[str, list[str]] = {}
+    for direction, streams in (("received", getattr(stats, "inbound_rtp", ())),
+                               ("sent", getattr(stats, "outbound_rtp", ()))):
+        names = sorted({codec for stream in streams if (codec := getattr(stream, "codec", None))})
+        if names:
+            found[direction] = names
+    return found or None
 
 
 def write_report(path_stem: str | Path, *, summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]],

@@ -3,7 +3,9 @@
 ``NAME OP VALUE[UNIT]``: NAME is a metric of the contract (:mod:`peerbot.quality.metrics`) or an
 alias, optionally with a statistic suffix (``_p50 _p95 _min _max _mean``); OP one of
 ``<= < >= > ==``; UNIT one of ``% ms s kbps fps``, converted to the metric's unit (``rtt<=0.3s``
-is ``rtt<=300ms``). Without a unit the value is in the metric's unit.
+is ``rtt<=300ms``). Without a unit the value is in the metric's unit. The value must be finite and
+within what the metric can measure (:func:`value_range`): percentages 0–100, MOS 1–5, times, rates
+and counts ≥ 0; ``loss<=150%`` is a typo, refused like a bad name.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError
-from .metrics import ALIASES, METRICS, STATISTICS, measured
+from .metrics import ALIASES, METRICS, STATISTICS, Metric, measured
 
-__all__ = ["CheckResult", "Threshold", "check", "format_value"]
+__all__ = ["CheckResult", "Threshold", "check", "format_value", "value_range"]
 
 _OPERATORS: Mapping[str, Callable[[float, float], bool]] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt,
@@ -67,7 +69,9 @@ class Threshold:
             raise ConfigurationError(f"threshold {text!r}: {unit} does not fit {metric.name}"
                                      f" (in {metric.unit or 'no unit'}; write {fits})")
         # Rounded so that 1.1s and 1100ms are the same bound, not 1100.0000000000002.
-        return cls(name, key, op, number if scale == 1 else round(number * scale, 9), text.strip())
+        value = number if scale == 1 else round(number * scale, 9)
+        _check_range(metric, value, text)
+        return cls(name, key, op, value, text.strip())
 
     @property
     def unit(self) -> str:
@@ -90,6 +94,13 @@ class CheckResult:
     measured: float | None
     passed: bool
     message: str
+
+    @property
+    def shortfall(self) -> str:
+        """By how much it failed (``12 ms over``, ``not measured``); empty when it passed."""
+        if self.passed:
+            return ""
+        return "not measured" if self.measured is None else _miss(self.measured, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as the JSON report stores it."""
@@ -134,6 +145,25 @@ def _plain(value: float) -> str:
     digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2 if abs(value) >= 0.01 else 4
     text = f"{value:.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def value_range(metric: Metric) -> tuple[float, float]:
+    """The values a threshold on ``metric`` may name, in its unit: a bound outside them is a typo."""
+    if metric.name == "mos":
+        return 1.0, 5.0
+    if metric.unit == "%":
+        return 0.0, 100.0
+    return 0.0, math.inf  # times, rates and counts
+
+
+def _check_range(metric: Metric, value: float, text: str) -> None:
+    low, high = value_range(metric)
+    if not math.isfinite(value):
+        raise ConfigurationError(f"threshold {text!r}: the value must be a finite number")
+    if not low <= value <= high:
+        within = f"from {_plain(low)} to {_plain(high)}" if math.isfinite(high) else f"at least {_plain(low)}"
+        raise ConfigurationError(f"threshold {text!r}: {metric.name} is {within}{' ' + metric.unit if metric.unit else ''},"
+                                 f" got {format_value(value, metric.unit)}")
 
 
 def _resolve(name: str, text: str) -> str:

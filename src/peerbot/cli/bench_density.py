@@ -1,0 +1,591 @@
+"""``peerbot bench density``: how many audio participants one client process holds, peerbot's
+cheap mode against plain aiortc, on this machine, in one run.
+
+The far side is the embedded server in reflect mode (``peerbot serve --reflect``) in its own
+process(es): it forwards each caller's RTP back undecoded, so what is measured is the client.
+Each step runs N participants in a fresh client process (``python -m peerbot.cli.bench_density
+worker …``): it joins them at ``--spawn-rate``, lets them settle, then measures a hold window:
+
+- audio coverage per participant over the window: seconds of audio played in time (the virtual
+  playout device of ``media.receive_stats``: decoded frames for aiortc, RTP packets in count
+  mode) / wall seconds; loss: packets lost / expected over the window (peerbot's RFC 3550
+  counters; aiortc's own receiver stats for the plain client);
+- the client process's CPU (ms of CPU per second, per participant), event-loop lag (p99 of a
+  20 ms ticker's lateness), RSS growth per participant, setup time (start → connected) p95;
+- the server processes' CPU, so a server-limited step says so.
+
+A step *holds* when the 5th-percentile participant has ≥ 99 % coverage, mean loss ≤ 0.5 % and
+no participant failed. Modes: ``peerbot`` (``EncodedAudio`` replayed, ``receive="count"``, lean
+RTP path), ``peerbot-aiortc-path`` (the same media through aiortc's own per-packet path: its sender
+task, its receiver and jitter buffer, no decoder thread: the "before" of the lean path), and
+``aiortc`` (what a user writes: ``RTCPeerConnection`` + a tone track encoded live + a task
+consuming ``recv()``, i.e. aiortc's decoder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import math
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = ("peerbot", "peerbot-aiortc-path", "aiortc")
+DEFAULT_STEPS = {"peerbot": [50, 100, 150, 200, 250, 300, 400, 500],
+                 "peerbot-aiortc-path": [20, 40, 60, 80, 100],
+                 "aiortc": [5, 10, 15, 20, 25, 30, 40, 50]}
+COVERAGE_GOAL = 99.0  # % at the 5th percentile participant
+LOSS_GOAL = 0.5  # % mean
+USER_EMAIL = "bench@peerbot.local"
+
+
+# --- the worker: N participants in this process -----------------------------------------
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class _LagMeter:
+    """A 20 ms ticker: how late the loop runs it (what every participant's packets also suffer)."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += 0.020
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            self.lags.append(max(0.0, loop.time() - due))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+@dataclass
+class _Window:
+    """One participant's counters at a moment: played seconds, wall time, RTP packets expected and
+    lost (received), and RTP packets handled both ways (sent + received)."""
+
+    played: float
+    wall: float
+    expected: int
+    lost: int
+    packets: int
+
+
+class _PeerbotParticipant:
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def window(self) -> _Window:
+        peer = self.session.peer
+        playout = peer.audio.playout_stats()
+        played = playout.totalSamplesDuration - (playout.concealedSamples / playout.sampleRate
+                                                 if playout.sampleRate else 0.0)
+        snapshot = peer.snapshot()
+        inbound = [s for s in snapshot.inbound_rtp if s.kind == "audio"]
+        received = sum(s.packetsReceived for s in inbound)
+        lost = sum(s.packetsLost for s in inbound)
+        sent = sum(s.packetsSent for s in snapshot.outbound_rtp)
+        return _Window(played, time.monotonic(), received + lost, lost, received + sent)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def _peerbot_participant(base_url: str, key: str, audio: Any, rtp: str) -> _PeerbotParticipant:
+    from .. import orga
+
+    session = orga.connect(audio.track(), receive="count", rtp=rtp, api_key=key, base_url=base_url,
+                           user_email=USER_EMAIL, modalities=("audio",))
+    await session.start()
+    return _PeerbotParticipant(session)
+
+
+class _PlainParticipant:
+    """What a user writes with aiortc alone (Orga's signalling is done with peerbot's client:
+    it is the same few requests either way, and only the media is measured)."""
+
+    def __init__(self) -> None:
+        from aiortc import RTCPeerConnection
+
+        from ..media.receive_stats import AudioPlayoutMeter
+
+        class _Meter(AudioPlayoutMeter):
+            def _measure_level(self, frame: Any, duration: float) -> None:
+                pass  # only the clock of the frames is wanted: no cost added to the plain client
+
+        self.pc = RTCPeerConnection()
+        self.meter = _Meter()
+        self.consumer: asyncio.Task[None] | None = None
+        self.receiver: Any = None
+
+    async def window_stats(self) -> tuple[int, int, int]:
+        received = lost = sent = 0
+        if self.receiver is not None:
+            for stat in (await self.receiver.getStats()).values():
+                if stat.type == "inbound-rtp":
+                    received += stat.packetsReceived
+                    lost += stat.packetsLost
+        for sender in self.pc.getSenders():
+            for stat in (await sender.getStats()).values():
+                if stat.type == "outbound-rtp":
+                    sent += stat.packetsSent
+        return received, lost, sent
+
+    async def window(self) -> _Window:
+        playout = self.meter.stats()
+        played = playout.totalSamplesDuration - (playout.concealedSamples / playout.sampleRate
+                                                 if playout.sampleRate else 0.0)
+        received, lost, sent = await self.window_stats()
+        return _Window(played, time.monotonic(), received + lost, lost, received + sent)
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.cancel()
+        await self.pc.close()
+
+
+def _plain_tone_track() -> Any:
+    import av
+    import numpy as np
+    from aiortc.mediastreams import MediaStreamTrack
+
+    class ToneTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pts = 0
+            self.start: float | None = None
+
+        async def recv(self) -> av.AudioFrame:
+            if self.start is None:
+                self.start = time.monotonic()
+            else:
+                self.pts += 960
+                await asyncio.sleep(max(0.0, self.start + self.pts / 48000 - time.monotonic()))
+            t = (np.arange(960) + self.pts) / 48000
+            samples = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, self.pts, fractions.Fraction(1, 48000)
+            return frame
+
+    return ToneTrack()
+
+
+async def _plain_participant(base_url: str, key: str, audio: Any, rtp: str) -> Any:
+    from aiortc import RTCSessionDescription
+
+    from ..orga.client import OrgaClient
+    from ..orga.routes import DATA_CHANNEL_LABEL
+
+    participant = _PlainParticipant()
+    pc = participant.pc
+    client = OrgaClient(api_key=key, base_url=base_url, user_email=USER_EMAIL)
+    connected = asyncio.Event()
+
+    @pc.on("track")
+    def on_track(track: Any) -> None:
+        participant.receiver = next(r for r in pc.getReceivers() if r.track is track)
+
+        async def consume() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    participant.meter.on_frame(await track.recv())
+
+        participant.consumer = asyncio.ensure_future(consume())
+
+    @pc.on("connectionstatechange")
+    def on_state() -> None:
+        if pc.connectionState == "connected":
+            connected.set()
+
+    try:
+        pc.addTrack(_plain_tone_track())
+        pc.createDataChannel(DATA_CHANNEL_LABEL)
+        config = await client.get_session_config()
+        await pc.setLocalDescription(await pc.createOffer())
+        answer, _ = await client.create_call(config.ephemeral_token, pc.localDescription)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        await asyncio.wait_for(connected.wait(), 20)
+    except BaseException:
+        await participant.close()
+        raise
+    finally:
+        await client.aclose()
+    return participant
+
+
+def _cpu_wait_seconds() -> float:
+    """Seconds the main thread has waited on a run queue for a CPU (other processes had them)."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _say(kind: str, **values: Any) -> None:
+    print(json.dumps({"kind": kind, **values}), flush=True)
+
+
+async def _window(participant: Any) -> _Window:
+    result = participant.window()
+    return await result if asyncio.iscoroutine(result) else result
+
+
+async def run_worker(mode: str, n: int, servers: list[tuple[str, str]], spawn_rate: float, settle: float,
+                     hold: float, profile: str | None = None) -> dict[str, Any]:
+    """Join ``n`` participants of ``mode``, measure the hold window, close them: the figures."""
+    from ..media.encoded import EncodedAudio
+
+    audio = EncodedAudio.tone(440.0)
+    join: Callable[..., Any] = _plain_participant if mode == "aiortc" else _peerbot_participant
+    rtp = "aiortc" if mode == "peerbot-aiortc-path" else "lean"
+    if mode == "aiortc":  # warm the codecs up, as the encoded tone did for peerbot
+        import av
+        av.CodecContext.create("libopus", "w")
+    rss_before = _rss_kb()
+    lag = _LagMeter()
+    lag.start()
+    setups: list[float] = []
+    failures: dict[str, int] = {}
+
+    async def one(i: int) -> Any:
+        base_url, key = servers[i % len(servers)]
+        started = time.monotonic()
+        try:
+            participant = await join(base_url, key, audio, rtp)
+        except Exception as exc:
+            failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+            return None
+        setups.append(time.monotonic() - started)
+        return participant
+
+    joining = []
+    for i in range(n):
+        joining.append(asyncio.ensure_future(one(i)))
+        if (i + 1) % 10 == 0 or i + 1 == n:
+            _say("progress", joined=i + 1)
+        await asyncio.sleep(1 / spawn_rate)
+    participants = [p for p in await asyncio.gather(*joining) if p is not None]
+    _say("settle")
+    await asyncio.sleep(settle)
+    lag.lags.clear()
+    before = [await _window(p) for p in participants]
+    profiler = None
+    if profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+    times_before = os.times()
+    cpu_before, wall_before, waited_before = time.process_time(), time.monotonic(), _cpu_wait_seconds()
+    _say("hold")
+    await asyncio.sleep(hold)
+    cpu = time.process_time() - cpu_before
+    times_after = os.times()
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    wall = time.monotonic() - wall_before
+    waited = _cpu_wait_seconds() - waited_before
+    after = [await _window(p) for p in participants]
+    _say("measured")
+    rss = _rss_kb() - rss_before
+    coverage = [min(100.0, 100 * (b.played - a.played) / (b.wall - a.wall)) for a, b in zip(before, after)]
+    loss = [100 * max(0, b.lost - a.lost) / (b.expected - a.expected) if b.expected > a.expected else 100.0
+            for a, b in zip(before, after)]
+    lag.stop()
+    lags = sorted(lag.lags) or [0.0]
+    # CPU per participant as if each handled its full 50 + 50 packets a second: a starved client
+    # skips packets (and so spends less), which would flatter it.
+    packets = sum(b.packets - a.packets for a, b in zip(before, after)) / wall / max(1, len(participants))
+    await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
+    return {
+        "mode": mode, "n": n, "connected": len(participants), "failures": failures,
+        "coverage_p5": _percentile(coverage, 5), "coverage_mean": statistics.fmean(coverage) if coverage else 0.0,
+        "loss_mean": statistics.fmean(loss) if loss else 100.0, "loss_max": max(loss, default=100.0),
+        "cpu_percent": 100 * cpu / wall, "cpu_ms_per_participant": 1000 * cpu / wall / max(1, len(participants)),
+        "packets_per_participant_s": packets,
+        "cpu_ms_per_full_participant": 1000 * cpu / wall / max(1, len(participants)) * 100 / max(packets, 1.0),
+        "cpu_wait_percent": 100 * waited / wall,
+        "kernel_percent_of_cpu": 100 * (times_after.system - times_before.system) / max(cpu, 1e-9),
+        "lag_p99_ms": 1000 * _percentile(lags, 99), "rss_kb_per_participant": rss / max(1, len(participants)),
+        "setup_p95_ms": 1000 * _percentile(setups, 95) if setups else None,
+        "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+    }
+
+
+def _percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+def worker_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="peerbot.cli.bench_density worker")
+    parser.add_argument("mode", choices=MODES)
+    parser.add_argument("n", type=int)
+    parser.add_argument("--server", action="append", required=True, metavar="URL,KEY")
+    parser.add_argument("--spawn-rate", type=float, default=25.0)
+    parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument("--hold", type=float, default=8.0)
+    parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the hold window to FILE")
+    args = parser.parse_args(argv)
+    servers = [tuple(s.split(",", 1)) for s in args.server]
+    coro = run_worker(args.mode, args.n, servers, args.spawn_rate, args.settle, args.hold, args.profile)
+    if args.uvloop:
+        import uvloop
+        result = uvloop.run(coro)
+    else:
+        result = asyncio.run(coro)
+    _say("result", **result)
+    return 0
+
+
+# --- the orchestrator -------------------------------------------------------------------
+
+
+@dataclass
+class _Server:
+    proc: asyncio.subprocess.Process
+    base_url: str
+    key: str
+    cpu_at: float = 0.0
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def reflecting_servers(count: int) -> AsyncIterator[list[_Server]]:
+    """``count`` reflecting embedded servers, each in its own process."""
+    servers: list[_Server] = []
+    try:
+        for _ in range(count):
+            key = "orga_bench_" + secrets.token_hex(8)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "peerbot.cli.main", "serve", "--reflect", "--port", "0", "--api-key", key,
+                "--max-calls", "100000", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            assert proc.stdout is not None
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            match = re.search(r"(http://\S+)", line)
+            if not match:
+                raise RuntimeError(f"the reflecting server did not start: {line.strip()}")
+            servers.append(_Server(proc, match.group(1), key))
+        yield servers
+    finally:
+        for server in servers:
+            server.proc.terminate()
+            await server.proc.wait()
+
+
+@dataclass
+class _Plan:
+    modes: list[str]
+    steps: dict[str, list[int]]
+    hold: float = 8.0
+    settle: float = 3.0
+    spawn_rate: float = 25.0
+    uvloop: list[bool] = field(default_factory=lambda: [False])
+
+
+async def _step(mode: str, n: int, use_uvloop: bool, plan: _Plan, servers: list[_Server],
+                progress: Any, console: Any) -> dict[str, Any] | None:
+    argv = [sys.executable, "-m", "peerbot.cli.bench_density", "worker", mode, str(n),
+            "--spawn-rate", str(plan.spawn_rate), "--settle", str(plan.settle), "--hold", str(plan.hold)]
+    for server in servers:
+        argv += ["--server", f"{server.base_url},{server.key}"]
+    if use_uvloop:
+        argv.append("--uvloop")
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    label = f"{mode}{' +uvloop' if use_uvloop else ''} N={n}"
+    task = progress.add_task(f"{label}: joining", total=n)
+    result: dict[str, Any] | None = None
+    server_cpu: list[float] = []
+    hold_started = 0.0
+    async for raw in proc.stdout:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        kind = message.pop("kind")
+        if kind == "progress":
+            progress.update(task, completed=message["joined"])
+        elif kind == "settle":
+            progress.update(task, description=f"{label}: settling")
+        elif kind == "hold":
+            progress.update(task, description=f"{label}: measuring {plan.hold:g} s")
+            hold_started = time.monotonic()
+            for server in servers:
+                server.cpu_at = server.cpu_seconds()
+        elif kind == "measured":
+            span = time.monotonic() - hold_started
+            server_cpu = [100 * (s.cpu_seconds() - s.cpu_at) / span for s in servers]
+            progress.update(task, description=f"{label}: closing")
+        elif kind == "result":
+            result = message
+    await proc.wait()
+    progress.remove_task(task)
+    if result is not None:
+        result["server_cpu_percent"] = max(server_cpu, default=0.0)
+        result["uvloop"] = use_uvloop
+    return result
+
+
+def holds(result: dict[str, Any]) -> bool:
+    """The density goal of a step: every participant connected, 5th-percentile coverage ≥ 99 %, mean loss ≤ 0.5 %."""
+    return (result["connected"] == result["n"] and result["coverage_p5"] >= COVERAGE_GOAL
+            and result["loss_mean"] <= LOSS_GOAL)
+
+
+_COLUMNS = ("mode", "N", "holds", "cov p5 %", "cov mean %", "loss %", "client CPU %", "CPU ms/s/part",
+            "pkt/s/part", "loop lag p99 ms", "CPU wait %", "RSS kB/part", "setup p95 ms", "server CPU %")
+CONTENDED = 10.0  # % of the hold the client waited for a CPU: other processes limited it
+
+
+def contended(result: dict[str, Any]) -> bool:
+    """The client waited for a CPU for a tenth of the window or more: the machine, not the client, limited it."""
+    return bool(result.get("cpu_wait_percent", 0.0) >= CONTENDED)
+
+
+def _row(r: dict[str, Any]) -> list[str]:
+    ok = "yes" if holds(r) else "no, contended" if contended(r) else "no"
+    failed = r["n"] - r["connected"]
+    return [f"{r['mode']}{' +uvloop' if r['uvloop'] else ''}", str(r["n"]),
+            ok + (f" ({failed} failed)" if failed else ""), f"{r['coverage_p5']:.1f}", f"{r['coverage_mean']:.1f}",
+            f"{r['loss_mean']:.2f}", f"{r['cpu_percent']:.0f}", f"{r['cpu_ms_per_full_participant']:.2f}",
+            f"{r['packets_per_participant_s']:.0f}", f"{r['lag_p99_ms']:.1f}", f"{r['cpu_wait_percent']:.0f}",
+            f"{r['rss_kb_per_participant']:.0f}",
+            f"{r['setup_p95_ms']:.0f}" if r["setup_p95_ms"] is not None else "–", f"{r['server_cpu_percent']:.0f}"]
+
+
+async def run_density(plan: _Plan, server_processes: int = 1) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    console = Console(soft_wrap=True, width=max(170, Console().width))  # the table is wide: never folded
+    cores = os.cpu_count() or 1
+    console.print(f"density on {cores} cores ({os.uname().machine}, Python {sys.version.split()[0]}): one client"
+                  f" process per step, {server_processes} reflecting server process(es);"
+                  f" a step holds at coverage p5 ≥ {COVERAGE_GOAL:g} %, mean loss ≤ {LOSS_GOAL:g} %")
+    results: list[dict[str, Any]] = []
+    async with reflecting_servers(server_processes) as servers:
+        with Progress(console=console, transient=True) as progress:
+            for mode in plan.modes:
+                for use_uvloop in (plan.uvloop if mode != "aiortc" else [False]):
+                    for n in plan.steps[mode]:
+                        result = None
+                        for attempt in (1, 2):  # a step failed by other processes' load is tried once more
+                            result = await _step(mode, n, use_uvloop, plan, servers, progress, console)
+                            if result is None or holds(result) or not contended(result) or attempt == 2:
+                                break
+                            console.print(f"{mode} N={n}: failed while the machine was busy"
+                                          f" (waited for a CPU {result['cpu_wait_percent']:.0f} % of the time): again")
+                            await asyncio.sleep(5)
+                        if result is None:
+                            console.print(f"{mode} N={n}: the worker gave no result")
+                            break
+                        results.append(result)
+                        console.print("  ".join(f"{c}={v}" for c, v in zip(_COLUMNS, _row(result))))
+                        if not holds(result):
+                            break
+    table = Table(title="participants per client process (one core: the GIL)")
+    for column in _COLUMNS:
+        table.add_column(column, justify="right")
+    for result in results:
+        table.add_row(*_row(result))
+    console.print(table)
+    best: dict[str, dict[str, Any]] = {}
+    for result in results:
+        key = result["mode"] + (" +uvloop" if result["uvloop"] else "")
+        if holds(result) and (key not in best or result["n"] > best[key]["n"]):
+            best[key] = result
+    # CPU per participant (at its full 50 + 50 packets/s) at the largest step each mode held (its
+    # fixed costs best shared), else at its first step: what a free core gives, whatever the
+    # machine's other load did to the wall clock.
+    cost: dict[str, float] = {}
+    for result in results:
+        key = result["mode"] + (" +uvloop" if result["uvloop"] else "")
+        if result["connected"] and key not in cost:
+            cost[key] = result["cpu_ms_per_full_participant"]
+    for key, result in best.items():
+        cost[key] = result["cpu_ms_per_full_participant"]
+    for key in cost:
+        held = best.get(key)
+        shown = (f"held {held['n']} in one process ({held['cpu_percent']:.0f} % of a core,"
+                 f" {held['rss_kb_per_participant']:.0f} kB RSS each)") if held else "held no step"
+        console.print(f"{key}: {shown}; {cost[key]:.2f} ms CPU per participant-second"
+                      f" → ≈ {1000 / cost[key]:.0f} participants per free core")
+    plain_held, plain_cost = best.get("aiortc"), cost.get("aiortc")
+    for key in cost:
+        if key == "aiortc" or plain_cost is None:
+            continue
+        held = best.get(key)
+        by_count = f"{held['n'] / plain_held['n']:.1f}× participants held" if held and plain_held else "–"
+        console.print(f"ratio {key} / plain aiortc: {by_count}, {plain_cost / cost[key]:.1f}× less CPU per participant")
+    console.print("goals: ≥ 150 audio participants per core, ≥ 5× plain aiortc, ≤ 1 MB RSS per participant")
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--modes", default="peerbot,aiortc", metavar="M[,M…]",
+                   help=f"modes to step through, of {', '.join(MODES)} (default peerbot,aiortc)")
+    for mode in MODES:
+        p.add_argument(f"--steps-{mode}", default=",".join(map(str, DEFAULT_STEPS[mode])), metavar="N[,N…]",
+                       help=f"participant counts for {mode} (default {','.join(map(str, DEFAULT_STEPS[mode]))});"
+                            " a mode stops at its first step that does not hold")
+    p.add_argument("--hold", type=float, default=8.0, metavar="S", help="measured seconds per step (default 8)")
+    p.add_argument("--settle", type=float, default=3.0, metavar="S", help="seconds after joining before measuring")
+    p.add_argument("--spawn-rate", type=float, default=25.0, metavar="R", help="joins per second (default 25)")
+    p.add_argument("--loops", default="asyncio,uvloop", metavar="L[,L]",
+                   help="event loops for the peerbot modes: asyncio, uvloop or both (default both)")
+    p.add_argument("--server-processes", type=int, default=1, metavar="P",
+                   help="reflecting server processes, participants spread over them (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    modes = [m.strip() for m in args.modes.split(",")]
+    unknown = [m for m in modes if m not in MODES]
+    loops = [name.strip() for name in args.loops.split(",")]
+    if unknown or any(name not in ("asyncio", "uvloop") for name in loops):
+        raise SystemExit(f"unknown mode or loop: choose modes from {', '.join(MODES)}, loops from asyncio, uvloop")
+    steps = {m: [int(x) for x in getattr(args, f"steps_{m.replace('-', '_')}").split(",")] for m in MODES}
+    plan = _Plan(modes, steps, args.hold, args.settle, args.spawn_rate, [name == "uvloop" for name in loops])
+    return asyncio.run(run_density(plan, args.server_processes))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["worker"]:
+        sys.exit(worker_main(sys.argv[2:]))
+    sys.exit("usage: peerbot bench density (this module's worker is started by it)")

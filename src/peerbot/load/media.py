@@ -1,0 +1,134 @@
+"""A participant's media mode: what it sends and how it receives. Pluggable, so a cheaper mode
+(pre-encoded send, count-only receive) is one more entry of :data:`MEDIA_MODES`.
+
+Modes: ``plain`` (a session as an application writes it) and ``encoded`` (pre-encoded send,
+count-only receive: the cheap participant). A mode is made once per worker process
+(``mode = factory(config)``), so it may share work between the worker's participants (an encoded
+source, say); per participant it gives the sources to send (``sources()``), any extra session
+options (``session_options()``), and ``receive(session, first_audio)``, which consumes what the
+participant receives until the session ends or the task is cancelled, calling ``first_audio()``
+once when audio first arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ConfigurationError, PeerbotError
+
+if TYPE_CHECKING:
+    from .config import LoadConfig
+
+__all__ = ["MEDIA_MODES", "EncodedMedia", "MediaMode", "PlainMedia", "media_mode"]
+
+
+class MediaMode(Protocol):
+    name: str
+
+    def sources(self) -> tuple[Any, Any]:
+        """The (audio, video) sources of one participant, new for each."""
+
+    def session_options(self) -> dict[str, Any]:
+        """Extra keyword arguments for the session (e.g. a receive mode of the engine)."""
+
+    async def receive(self, session: Any, first_audio: Callable[[], None]) -> None:
+        """Consume what ``session`` receives; call ``first_audio()`` at its first audio."""
+
+
+class PlainMedia:
+    """Plain sessions, as an application writes them: live Opus encode of ``--source``, aiortc's
+    decode of what comes back. The first decoded frame is read (time to first audio), then the
+    stream is closed: the session's playout meter still counts coverage and concealment without
+    a reader, so no numpy conversion is paid per frame."""
+
+    name = "plain"
+
+    def __init__(self, config: LoadConfig) -> None:
+        if config.source == "mic":
+            raise ConfigurationError("a load test cannot share the microphone: --source tone, silence or a file")
+        self._source, self._video = config.source, config.video
+        for source in self.sources():  # a missing file or a bad tone is refused now, not per participant
+            if source is not None:
+                source.stop()
+
+    def sources(self) -> tuple[Any, Any]:
+        from ..cli.sources import audio_source, video_source
+
+        return audio_source(self._source), video_source(self._video)
+
+    def session_options(self) -> dict[str, Any]:
+        return {}
+
+    async def receive(self, session: Any, first_audio: Callable[[], None]) -> None:
+        frames = session.audio_frames()
+        try:
+            async for _ in frames:
+                first_audio()
+                break
+        except PeerbotError:  # the session ended first
+            return
+        finally:
+            frames.close()
+
+
+class EncodedMedia:
+    """Cheap participants (``media.encoded`` and the engine's count-only receive): ``--source``
+    encoded to Opus once per worker process and replayed by every participant, what comes back
+    counted and timed per RTP packet, never decoded (``receive="count"``), so coverage, loss and
+    concealment are the packets'. Audio only. Time to first audio is the first RTP packet of audio."""
+
+    name = "encoded"
+
+    def __init__(self, config: LoadConfig) -> None:
+        from ..media.encoded import EncodedAudio
+
+        if config.video != "none":
+            raise ConfigurationError("the encoded media mode sends audio only: leave --video out (or --media plain)")
+        spec = config.source
+        if spec.startswith("tone"):
+            from ..cli.sources import _tone_hz
+
+            self.audio = EncodedAudio.tone(_tone_hz(spec))
+        elif spec == "silence":
+            self.audio = EncodedAudio.silence()
+        elif spec in ("none", "mic"):
+            raise ConfigurationError(f"the encoded media mode needs tone, silence or a file, not {spec!r}")
+        else:
+            self.audio = EncodedAudio.from_file(spec.removesuffix(":loop"))  # it always loops
+
+    def sources(self) -> tuple[Any, Any]:
+        return self.audio.track(), None
+
+    def session_options(self) -> dict[str, Any]:
+        return {"receive": "count"}
+
+    async def receive(self, session: Any, first_audio: Callable[[], None]) -> None:
+        # No frame to wait for: the engine's counters show the first packet (checked every 10 ms).
+        while True:
+            peer = session.peer
+            if peer is not None and any(s.kind == "audio" and s.packetsReceived for s in peer.snapshot().inbound_rtp):
+                first_audio()
+                return
+            await asyncio.sleep(0.01)
+
+
+MEDIA_MODES: Mapping[str, Callable[[LoadConfig], MediaMode]] = {"plain": PlainMedia, "encoded": EncodedMedia}
+"""The media modes by name (``--media``)."""
+
+
+def media_mode(config: LoadConfig) -> MediaMode:
+    """The mode ``config.media`` names: a key of :data:`MEDIA_MODES` or ``"module:attribute"``."""
+    factory = MEDIA_MODES.get(config.media)
+    if factory is None and ":" in config.media:
+        module, _, attribute = config.media.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"media mode {config.media!r} cannot be loaded: {exc}") from None
+    if factory is None:
+        raise ConfigurationError(f"unknown media mode {config.media!r}; known: {', '.join(MEDIA_MODES)}"
+                                 " (or module:attribute)")
+    return factory(config)
