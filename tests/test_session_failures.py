@@ -41,7 +41,7 @@ async def test_killed_server_ends_the_session_within_10_s_with_a_reason(server_p
     proc, kwargs = server_process
     async with orga.connect(Tone(), **kwargs) as session:
         frames = session.audio_frames()
-        await frames.__anext__()
+        await asyncio.wait_for(frames.__anext__(), 10)  # a failure, not a hang, if no audio comes
         proc.send_signal(signal.SIGKILL)
         loop = asyncio.get_running_loop()
         killed_at = loop.time()
@@ -57,7 +57,7 @@ async def test_killed_server_ends_the_session_within_10_s_with_a_reason(server_p
 
 async def test_the_session_reports_the_reason_when_the_server_hangs_up(orga_server, orga_kwargs):
     async with orga.connect(Tone(), **orga_kwargs) as session:
-        await session.audio_frames().__anext__()
+        await asyncio.wait_for(session.audio_frames().__anext__(), 10)
         await orga_server.calls[session.conversation_id].close()
         reason = await asyncio.wait_for(session.closed(), 10)
     assert "closed" in reason or "silent" in reason
@@ -125,7 +125,7 @@ def _open_fds() -> int:
 async def test_nothing_leaks_across_100_sequential_sessions(orga_server, orga_kwargs):
     async def one_session() -> None:
         async with orga.connect(Tone(), **orga_kwargs) as session:
-            await session.audio_frames().__anext__()
+            await asyncio.wait_for(session.audio_frames().__anext__(), 10)
 
     for _ in range(3):  # warm-up: lazy imports, thread pools, codec tables
         await one_session()
