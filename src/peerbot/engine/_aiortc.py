@@ -12,7 +12,6 @@ aiortc/aioice DEBUG logs print (``a=ice-pwd:…``) out of any log.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import random
@@ -195,29 +194,19 @@ def observe_rtp_packets(receiver: RTCRtpReceiver, observer: RtpObserver) -> None
 def observe_receiver_reports(sender: RTCRtpSender, observer: Callable[[RtcpReceiverInfo, float | None], None]) -> None:
     """Call ``observer(block, rtt)`` for each RTCP report block about ``sender``'s stream, with the
     round-trip time it gives in seconds (RFC 3550 6.4.1: now − LSR − DLSR) or None when it echoes
-    no sender report of ours. aiortc keeps only an average of these (``roundTripTime``), and only
-    its latest sender report: a report echoing an earlier one (routine under loss or delay) would
-    give no RTT, so the last 32 sender reports sent are remembered here."""
-    handle, send = sender._handle_rtcp_packet, sender._send_rtcp
-    sent: collections.OrderedDict[int, float] = collections.OrderedDict()
-
-    async def sending(packets: Any) -> None:
-        lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
-        if lsr is not None and lsr not in sent:
-            sent[lsr] = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
-            while len(sent) > 32:
-                sent.popitem(last=False)
-        await send(packets)
+    no sender report of ours. aiortc keeps only an average of these (``roundTripTime``)."""
+    handle = sender._handle_rtcp_packet
 
     def observed(packet: Any) -> Coroutine[Any, Any, None]:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
+            lsr_time = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
             for block in packet.reports:
                 if block.ssrc == sender._ssrc:
-                    at = sent.get(block.lsr) if block.lsr and block.dlsr else None
-                    observer(block, time.time() - at - block.dlsr / 65536 if at is not None else None)
+                    echoed = lsr is not None and block.lsr == lsr and block.dlsr
+                    observer(block, time.time() - lsr_time - block.dlsr / 65536 if echoed else None)
         return handle(packet)
 
-    sender._send_rtcp = sending  # type: ignore[method-assign]
     sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
 
 
