@@ -39,7 +39,8 @@ async def server_process():
 
 async def test_killed_server_ends_the_session_within_10_s_with_a_reason(server_process):
     proc, kwargs = server_process
-    async with orga.connect(Tone(), **kwargs) as session:
+    # Without reconnecting: this is about noticing the vanished server (reconnects: tests/test_reconnect.py).
+    async with orga.connect(Tone(), reconnect=False, **kwargs) as session:
         frames = session.audio_frames()
         await asyncio.wait_for(frames.__anext__(), 10)  # a failure, not a hang, if no audio comes
         proc.send_signal(signal.SIGKILL)
@@ -58,7 +59,7 @@ async def test_killed_server_ends_the_session_within_10_s_with_a_reason(server_p
 async def test_the_session_reports_the_reason_when_the_server_hangs_up(orga_server, orga_kwargs):
     async with orga.connect(Tone(), **orga_kwargs) as session:
         await asyncio.wait_for(session.audio_frames().__anext__(), 10)
-        await orga_server.calls[session.conversation_id].close()
+        await asyncio.wait_for(orga_server.calls[session.conversation_id].close(), 10)
         reason = await asyncio.wait_for(session.closed(), 10)
     assert "closed" in reason or "silent" in reason
 
