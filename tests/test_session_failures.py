@@ -37,25 +37,6 @@ async def server_process():
     await proc.wait()
 
 
-async def test_killed_server_ends_the_session_within_10_s_with_a_reason(server_process):
-    proc, kwargs = server_process
-    # Without reconnecting: this is about noticing the vanished server (reconnects: tests/test_reconnect.py).
-    async with orga.connect(Tone(), reconnect=False, **kwargs) as session:
-        frames = session.audio_frames()
-        await asyncio.wait_for(frames.__anext__(), 10)  # a failure, not a hang, if no audio comes
-        proc.send_signal(signal.SIGKILL)
-        loop = asyncio.get_running_loop()
-        killed_at = loop.time()
-        reason = await asyncio.wait_for(session.closed(), 15)
-        noticed_after = loop.time() - killed_at
-        with pytest.raises(SessionEndedError, match="silent"):
-            async for _ in frames:
-                pass
-    assert "silent" in reason and session.state == "failed"
-    assert noticed_after < 10
-    print(f"vanished server noticed after {noticed_after:.1f} s: {reason}")
-
-
 async def test_the_session_reports_the_reason_when_the_server_hangs_up(orga_server, orga_kwargs):
     async with orga.connect(Tone(), **orga_kwargs) as session:
         await asyncio.wait_for(session.audio_frames().__anext__(), 10)
@@ -146,3 +127,22 @@ async def test_nothing_leaks_across_100_sequential_sessions(orga_server, orga_kw
     assert len(asyncio.all_tasks()) <= tasks
     assert threading.active_count() <= threads + 2  # the default executor may grow by a worker
     assert len(orga_server.calls) == 0
+
+
+async def test_killed_server_ends_the_session_within_10_s_with_a_reason(server_process):
+    proc, kwargs = server_process
+    # Without reconnecting: this is about noticing the vanished server (reconnects: tests/test_reconnect.py).
+    async with orga.connect(Tone(), reconnect=False, **kwargs) as session:
+        frames = session.audio_frames()
+        await asyncio.wait_for(frames.__anext__(), 10)  # a failure, not a hang, if no audio comes
+        proc.send_signal(signal.SIGKILL)
+        loop = asyncio.get_running_loop()
+        killed_at = loop.time()
+        reason = await asyncio.wait_for(session.closed(), 15)
+        noticed_after = loop.time() - killed_at
+        with pytest.raises(SessionEndedError, match="silent"):
+            async for _ in frames:
+                pass
+    assert "silent" in reason and session.state == "failed"
+    assert noticed_after < 10
+    print(f"vanished server noticed after {noticed_after:.1f} s: {reason}")
