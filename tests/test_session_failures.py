@@ -38,7 +38,8 @@ async def server_process():
 
 
 async def test_the_session_reports_the_reason_when_the_server_hangs_up(orga_server, orga_kwargs):
-    async with orga.connect(Tone(), **orga_kwargs) as session:
+    # Without reconnecting, which would rebuild the call (tests/test_reconnect.py): the reason is the subject.
+    async with orga.connect(Tone(), reconnect=False, **orga_kwargs) as session:
         await asyncio.wait_for(session.audio_frames().__anext__(), 10)
         await asyncio.wait_for(orga_server.calls[session.conversation_id].close(), 10)
         reason = await asyncio.wait_for(session.closed(), 10)

@@ -39,6 +39,7 @@ from .echo_track import DelayedEchoTrack
 from .reflector import ParkedAudioTrack
 
 log = logging.getLogger(__name__)
+_CLOSE_SECONDS = 3.0
 
 SESSION_UPDATE = "session.update"
 
@@ -161,8 +162,13 @@ class EchoCall:
             tasks = [t for t in self._tasks if t is not current]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self._peer.close("closed by the server")
+            # Bounded: a server's shutdown must complete whatever state a call is in.
+            try:
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), _CLOSE_SECONDS)
+                await asyncio.wait_for(self._peer.close("closed by the server"), _CLOSE_SECONDS)
+            except asyncio.TimeoutError:
+                log.debug("call %s did not close within %g s; left to the loop", self.conversation_id,
+                          _CLOSE_SECONDS)
             self._echo.stop()
             if self._parked is not None:
                 self._parked.stop()
