@@ -12,6 +12,7 @@ aiortc/aioice DEBUG logs print (``a=ice-pwd:…``) out of any log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import random
@@ -194,19 +195,32 @@ def observe_rtp_packets(receiver: RTCRtpReceiver, observer: RtpObserver) -> None
 def observe_receiver_reports(sender: RTCRtpSender, observer: Callable[[RtcpReceiverInfo, float | None], None]) -> None:
     """Call ``observer(block, rtt)`` for each RTCP report block about ``sender``'s stream, with the
     round-trip time it gives in seconds (RFC 3550 6.4.1: now − LSR − DLSR) or None when it echoes
-    no sender report of ours. aiortc keeps only an average of these (``roundTripTime``)."""
-    handle = sender._handle_rtcp_packet
+    no sender report of ours. aiortc keeps only an average of these (``roundTripTime``), and only
+    its latest sender report: a report echoing an earlier one (routine when both sides' RTCP
+    intervals are random) would give no RTT, so the last 32 sender reports are remembered here.
+    An idle sender repeats its NTP timestamp (aiortc stamps the last RTP packet), so a repeated LSR
+    takes the latest send time: the far side echoes the latest report it received."""
+    handle, send = sender._handle_rtcp_packet, sender._send_rtcp
+    sent: collections.OrderedDict[int, float] = collections.OrderedDict()
+
+    async def sending(packets: Any) -> None:
+        lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
+        if lsr is not None and any(isinstance(p, RtcpSrPacket) for p in packets):
+            sent[lsr] = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
+            sent.move_to_end(lsr)
+            while len(sent) > 32:
+                sent.popitem(last=False)
+        await send(packets)
 
     def observed(packet: Any) -> Coroutine[Any, Any, None]:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
-            lsr_time = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
             for block in packet.reports:
                 if block.ssrc == sender._ssrc:
-                    echoed = lsr is not None and block.lsr == lsr and block.dlsr
-                    observer(block, time.time() - lsr_time - block.dlsr / 65536 if echoed else None)
+                    at = sent.get(block.lsr) if block.lsr and block.dlsr else None
+                    observer(block, time.time() - at - block.dlsr / 65536 if at is not None else None)
         return handle(packet)
 
+    sender._send_rtcp = sending  # type: ignore[method-assign]
     sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
 
 

@@ -50,10 +50,13 @@ class DataChannel:
 
     async def send(self, message: Message, timeout: float = 10.0) -> None:
         """Send once the channel is open; raise ``PeerConnectionError`` if it never opens."""
-        try:
-            await asyncio.wait_for(self._open.wait(), timeout)
-        except asyncio.TimeoutError:
-            raise PeerConnectionError(f"data channel {self.label!r} did not open within {timeout:g} s") from None
+        # Only when not yet open: Python 3.11's wait_for swallows a cancellation that arrives as the
+        # wait completes, and a loop sending on an open channel then never stops.
+        if not self._open.is_set():
+            try:
+                await asyncio.wait_for(self._open.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise PeerConnectionError(f"data channel {self.label!r} did not open within {timeout:g} s") from None
         if self._channel.readyState != "open":
             raise PeerConnectionError(f"data channel {self.label!r} is {self._channel.readyState}")
         self._channel.send(message)
