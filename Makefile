@@ -5,8 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive for real: a PulseAudio null sink for the microphone test,
 # Chromium (libwebrtc) as the interop peer, coturn as the TURN relay,
-# and Node.js for the official Orga SDK when the machine has none.
-TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 chromium coturn \
+# Node.js for the official Orga SDK when the machine has none, and flite/espeak-ng for speech.
+TEST_DEBS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 chromium coturn flite espeak-ng \
 	$(if $(shell command -v node),,nodejs npm)
 APT := $(if $(filter 0,$(shell id -u)),,sudo)
 
