@@ -18,10 +18,10 @@ from rich.console import Console
 from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
-from ..quality import Sample, report_meta, summarize
-from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report, latency_figures, latency_tasks
-from ..quality.report import codecs_of
-from .live import Received, count_audio, hold, play
+from ..quality import report_meta, summarize
+from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report
+from .held_call import hold_call
+from .live import Received
 from .options import add_impairment_options, add_media_options, add_reconnect_option, open_media
 from .signals import HangUpSignal, Interrupted
 from .summary import JSON_HELP, CallSummary, cancelled, report_recording
@@ -64,10 +64,7 @@ async def _call(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {} if media.ice_servers is None else {"ice_servers": media.ice_servers}
     summary = CallSummary("call", exit_status=1, end_reason="", recording=args.record)
     got = Received()
-    history: list[Sample] = []
-    pair = None
-    codecs: dict[str, list[str]] | None = None
-    ended: float | None = None
+    server_counts = ""
     try:
         async with orga_target(local=True if args.local else None) as target:
             session = orga.connect(  # checks the settings: a bad one is refused before anything is printed
@@ -79,40 +76,21 @@ async def _call(args: argparse.Namespace) -> int:
             probe = " with latency markers" if media.probe is not None else ""
             console.print(f"  sending audio: {args.source}{probe}   video: {args.video}")
             started = time.monotonic()
-            tasks: list[asyncio.Task[None]] = []
             try:
                 await hang_up.run(session.start())
-                summary.call_id = session.conversation_id
-                console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms,"
-                              f" conversation {shown(session.conversation_id)}")
-                started, started_at = time.monotonic(), time.time()
-                tasks += [asyncio.create_task(count_audio(session, got)),
-                          asyncio.create_task(_print_events(session, got, console))]
-                if media.speaker is not None:
-                    tasks.append(asyncio.create_task(play(session, media.speaker)))
-                if media.probe is not None:
-                    tasks += latency_tasks(media.probe, session, media.source_audio_track())
-                ending = await hold(session, got, started, console, hang_up, args.duration)
-                ended = time.monotonic()
-                summary.duration_s = round(ended - started, 3)
-                summary.add_stats(session.stats())
-                codecs = codecs_of(session.stats())
-                # The session's, not its peer's: a reconnection replaces the peer. Taken before hanging up.
-                error, end_reason = session.error, session.end_reason
-                pair = session.peer.candidate_pair() if session.peer is not None else None
-                server_counts = _server_counts(target.server, session.conversation_id)
-            finally:
-                for task in tasks:
-                    task.cancel()
+            except BaseException:
                 await session.close()
-                if session.peer is not None:  # connected: the final figures and the second-by-second history
-                    summary.add_stats(session.stats())
-                    history = session.stats_history()
-                    if media.probe is not None:  # the tasks are done: what the probe heard is complete
-                        latency = media.probe.result(started, ended or time.monotonic())
-                        history = latency.per_second(history, started)
-                        for name, value in latency_figures(latency).items():
-                            setattr(summary, name, value)
+                raise
+            summary.call_id = session.conversation_id
+            console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms,"
+                          f" conversation {shown(session.conversation_id)}")
+
+            def take_server_counts() -> None:
+                nonlocal server_counts
+                server_counts = _server_counts(target.server, session.conversation_id)
+
+            held = await hold_call(session, media, got, summary, console, hang_up, args.duration,
+                                   tasks=[_print_events(session, got, console)], before_hang_up=take_server_counts)
     except Interrupted:
         return cancelled(summary, console, hang_up, args.json)
     except ConfigurationError:
@@ -123,15 +101,14 @@ async def _call(args: argparse.Namespace) -> int:
         return summary.finish(args.json)
     finally:
         media.close()
-    summary.add_received(got)
-    if ending == "interrupted":
+    if held.ending == "interrupted":
         summary.exit_status, summary.end_reason = hang_up.exit_status, f"hung up ({hang_up.reason})"
-    elif error is not None:
-        summary.exit_status, summary.end_reason = 1, error
-    elif ending == "duration":
+    elif held.error is not None:
+        summary.exit_status, summary.end_reason = 1, held.error
+    elif held.ending == "duration":
         summary.exit_status, summary.end_reason = 0, f"hung up after --duration {args.duration:g} s"
     else:
-        summary.exit_status, summary.end_reason = 0, end_reason or "the session ended"
+        summary.exit_status, summary.end_reason = 0, held.end_reason or "the session ended"
     console.print(f"Call ended after {summary.duration_s:.1f} s: {shown(summary.end_reason)}")
     console.print(f"  sent:     {summary.packets_sent} RTP packets ({shown(args.source)}, video {shown(args.video)})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames;"
@@ -141,10 +118,11 @@ async def _call(args: argparse.Namespace) -> int:
     if server_counts:
         console.print(f"  server:   {server_counts}")
     report_recording(summary, session.recorder, console)
-    meta = report_meta("call", target.description, started_at=started_at, duration_s=summary.duration_s,
-                       candidate_pair=pair, codecs=codecs, impairment=str(media.impair) if media.impair else None)
+    meta = report_meta("call", target.description, started_at=held.started_at, duration_s=summary.duration_s,
+                       candidate_pair=held.candidate_pair, codecs=held.codecs,
+                       impairment=str(media.impair) if media.impair else None)
     outcome: dict[str, Any] = {}
-    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console,
+    failed = finish_report(args, summary=summarize(held.history), history=held.history, meta=meta, console=console,
                            outcome=outcome)
     summary.thresholds, summary.report = outcome.get("thresholds", []), outcome.get("report")
     if failed and summary.exit_status == 0:

@@ -18,11 +18,11 @@ from rich.console import Console
 
 from ..errors import CallNotConnectedError, ConfigurationError, NoCallError, PeerbotError
 from ..orbit import User
-from ..quality import Sample, report_meta, summarize
-from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report, latency_figures, latency_tasks
-from ..quality.report import codecs_of
+from ..quality import report_meta, summarize
+from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report
 from .call import EXIT_STATUS
-from .live import Received, count_audio, count_video, hold, play
+from .held_call import hold_call
+from .live import Received, count_video
 from .options import Media, add_impairment_options, add_media_options, add_reconnect_option, open_media, seconds
 from .signals import HangUpSignal, Interrupted
 from .summary import JSON_HELP, CallSummary, cancelled, report_recording
@@ -174,51 +174,27 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         return summary.finish(args.json)
     summary.call_id = session.call_id
     got = Received()
-    history: list[Sample] = []
-    tasks: list[asyncio.Task[None]] = []
     try:
         other = other or await _caller(target, session.call_id or "")
-        with_whom = shown(f"call {session.call_id} ({session.type}){' with ' + other if other else ''}")
-        if session.role == "caller":
-            console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms: {with_whom}")
-        else:
-            console.print(f"  answered after {time.monotonic() - started:.1f} s: {with_whom}")
-        started, started_at = time.monotonic(), time.time()  # the call lasts from here: the ring is not part of it
-        tasks.append(asyncio.create_task(count_audio(session, got)))
-        if session.type == "video":
-            tasks.append(asyncio.create_task(count_video(session, got)))
-        if media.speaker is not None:
-            tasks.append(asyncio.create_task(play(session, media.speaker)))
-        if media.probe is not None:
-            tasks += latency_tasks(media.probe, session, media.source_audio_track())
-        ending = await hold(session, got, started, console, hang_up, args.duration)
-        ended = time.monotonic()
-        summary.duration_s = round(ended - started, 3)
-        summary.add_stats(session.stats())
-        codecs = codecs_of(session.stats())
-        # Taken before hanging up: how the far side leaves after that is moot. The session's, not
-        # its peer's: a reconnection replaces the peer.
-        error, end_reason = session.error, session.end_reason
-        pair = session.peer.candidate_pair() if session.peer is not None else None
-    finally:
-        for task in tasks:
-            task.cancel()
+    except BaseException:
         await session.close()
-    summary.add_stats(session.stats())  # the final figures, and the call second by second
-    history = session.stats_history()
-    if media.probe is not None:  # the tasks are done: what the probe heard is complete
-        latency = media.probe.result(started, ended)
-        history = latency.per_second(history, started)
-        for name, value in latency_figures(latency).items():
-            setattr(summary, name, value)
-    summary.add_received(got)
-    if ending == "interrupted":
+        raise
+    with_whom = shown(f"call {session.call_id} ({session.type}){' with ' + other if other else ''}")
+    if session.role == "caller":
+        console.print(f"  connected in {(time.monotonic() - started) * 1000:.0f} ms: {with_whom}")
+    else:
+        console.print(f"  answered after {time.monotonic() - started:.1f} s: {with_whom}")
+    # The call lasts from here: the ring is not part of it.
+    counting = [count_video(session, got)] if session.type == "video" else []
+    held = await hold_call(session, media, got, summary, console, hang_up, args.duration, tasks=counting)
+    if held.ending == "interrupted":
         summary.exit_status, summary.end_reason = hang_up.exit_status, f"hung up ({hang_up.reason})"
-    elif ending == "duration":
+    elif held.ending == "duration":
         summary.exit_status, summary.end_reason = 0, f"hung up after --duration {args.duration:g} s"
     else:  # the far side hung up (normally: exit 0) or the call failed
-        normal = error is None or session.ended_by_remote == "hangup"
-        summary.exit_status, summary.end_reason = (0 if normal else 1), (error or end_reason or "the call ended")
+        normal = held.error is None or session.ended_by_remote == "hangup"
+        summary.exit_status = 0 if normal else 1
+        summary.end_reason = held.error or held.end_reason or "the call ended"
     video = f", {got.video_frames} video frames" if session.type == "video" else ""
     console.print(f"Call ended after {summary.duration_s:.1f} s: {shown(summary.end_reason)}")
     console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
@@ -231,10 +207,11 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     if args.metrics_interval:
         console.print(f"  metrics:  {session.metrics_submitted} samples submitted")
     report_recording(summary, session.recorder, console)
-    meta = report_meta(summary.command, with_whom, started_at=started_at, duration_s=summary.duration_s,
-                       candidate_pair=pair, codecs=codecs, impairment=str(media.impair) if media.impair else None)
+    meta = report_meta(summary.command, with_whom, started_at=held.started_at, duration_s=summary.duration_s,
+                       candidate_pair=held.candidate_pair, codecs=held.codecs,
+                       impairment=str(media.impair) if media.impair else None)
     outcome: dict[str, Any] = {}
-    failed = finish_report(args, summary=summarize(history), history=history, meta=meta, console=console,
+    failed = finish_report(args, summary=summarize(held.history), history=held.history, meta=meta, console=console,
                            outcome=outcome)
     summary.thresholds, summary.report = outcome.get("thresholds", []), outcome.get("report")
     if failed and summary.exit_status == 0:
