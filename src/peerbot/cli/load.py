@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import sys
 import textwrap
@@ -31,7 +32,10 @@ ASSERT_HELP = textwrap.fill(
     ' --assert": e.g. "setup_p95<=500ms", "coverage_p5>=99%", "mos_p5>=4", "loss_p95<=0.5%", "failed==0".'
     " Per-participant figures (setup, first_audio, and every call metric or alias: coverage, loss, jitter, rtt,"
     " mos, …) take a statistic over the participants: _p5 _p50 _p95 _p99 _min _max _mean (none: the mean)."
-    " Counts: participants, connected, failed, connected_percent, failed_percent, generator_limited.",
+    " Counts: participants, connected, failed, connected_percent, failed_percent, decoded, decoder_threads_max,"
+    " generator_limited. With --decode-sample, per sampled participant: tone (decoded_tone_percent: seconds in"
+    " which the decoded audio is the --source tone), decoded_frequency_hz, decoded_level_dbfs, decoded_frames,"
+    ' e.g. "tone_min>=99%".',
     width=100, subsequent_indent="  ", break_on_hyphens=False)
 JSON_HELP = ("--json, or stdout not a terminal: no live view; the summary is one JSON object on stdout"
              " (target, summary, errors, workers, participants); the rest goes to stderr.")
@@ -41,6 +45,17 @@ def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def _percent(text: str) -> float:
+    """``5%``, ``5`` or ``0.5%``: a share of the participants, from 0 to 100 (argparse type)."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 5% or 0.5%, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 100):
+        raise argparse.ArgumentTypeError(f"must be from 0% to 100%, got {text!r}")
+    return value
 
 
 def _threshold(text: str) -> Any:
@@ -68,6 +83,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="participants' media mode: plain (live encode, aiortc decode; default), encoded (Opus"
                         " encoded once per worker and replayed, RTP counted not decoded: far cheaper), or"
                         " module:attribute")
+    p.add_argument("--decode-sample", type=_percent, default=0.0, metavar="P%",
+                   help="with --media encoded: P%% of the participants (evenly spread, at least one; e.g. 5%%, 0.5%%)"
+                        " decode what they receive and measure it (tone heard, frequency, level) while the others"
+                        " count RTP; with --media plain everyone decodes: only 100%%, which also measures each one")
     p.add_argument("--orbit", action="store_true", help="N/2 pairs of Orbit users calling each other")
     p.add_argument("--local", action="store_true",
                    help="use a local server (in another process) even if ORGA_API_KEY / ORBIT_SECRET_KEY is set")
@@ -95,7 +114,8 @@ async def _load(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=False, stderr=as_json, width=None if sys.stderr.isatty() else 100)
     options: dict[str, Any] = {} if args.workers is None else {"workers": args.workers}
     config = LoadConfig(participants=args.participants, duration=args.duration, spawn_rate=args.spawn_rate,
-                        source=args.source, video=args.video, media=args.media, orbit=args.orbit,
+                        source=args.source, video=args.video, media=args.media,
+                        decode_sample_percent=args.decode_sample, orbit=args.orbit,
                         local=True if args.local else None, reflect=args.reflect,
                         impair=str(args.impair) if args.impair else None,
                         prometheus_port=args.prometheus_port, **options)

@@ -7,6 +7,10 @@
     result = await run(LoadConfig(participants=20, spawn_rate=10, duration=30, workers=2))
     print(result.summary["setup_ms_p95"], result.summary["audio_coverage_percent_p5"], result.errors)
 
+Cheap participants: ``media="encoded"`` (pre-encoded send, RTP counted not decoded), with
+``decode_sample_percent=5`` to have 5 % of them decode and check what they hear
+(:mod:`peerbot.load.decoded`).
+
 Participants live in worker processes (one per core by default, multiprocessing's spawn context),
 each with its own asyncio loop; the far side of a local run is a server in a process of its own.
 The figures follow the metrics contract (:mod:`peerbot.quality.metrics`); the load summary's names

@@ -30,6 +30,11 @@ class LoadConfig:
     ``"module:attribute"``); ``reflect`` makes the local Orga server reflect RTP back without
 transcoding (``peerbot serve --reflect``), so the far side is not the bottleneck; ``source``/``video``
     are the ``--source``/``--video`` words of ``peerbot call``.
+
+    ``decode_sample_percent`` (``--decode-sample``, 0-100): with ``media="encoded"``, that share of
+    the participants (evenly spread, at least one when above 0) decodes what it receives and
+    measures it (:mod:`peerbot.load.decoded`) while the others only count RTP. With
+    ``media="plain"`` everyone decodes already: 0, or 100 to also measure everyone's decoded audio.
     """
 
     participants: int
@@ -39,6 +44,7 @@ transcoding (``peerbot serve --reflect``), so the far side is not the bottleneck
     source: str = "tone"
     video: str = "none"
     media: str = "plain"
+    decode_sample_percent: float = 0.0
     orbit: bool = False
     local: bool | None = None
     reflect: bool = False
@@ -69,11 +75,21 @@ transcoding (``peerbot serve --reflect``), so the far side is not the bottleneck
             raise ConfigurationError(
                 f"spawning {self.participants} participants at {self.spawn_rate:g}/s takes {self.spawn_time:g} s,"
                 f" not less than the duration ({self.duration:g} s): raise the spawn rate or the duration")
+        self._check_decode_sample()
         if self.reflect and self.orbit:
             raise ConfigurationError("reflect is a mode of the local Orga server: not with orbit")
         port = self.prometheus_port
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
             raise ConfigurationError(f"prometheus_port must be 0 (any free port) to 65535, got {port!r}")
+
+    def _check_decode_sample(self) -> None:
+        value = self.decode_sample_percent
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and 0 <= value <= 100):
+            raise ConfigurationError(f"decode_sample_percent must be a percentage from 0 to 100, got {value!r}")
+        if self.media == "plain" and value not in (0, 100):
+            raise ConfigurationError(f"with media plain every participant decodes: a decode sample of {value:g} %"
+                                     " is for media encoded (plain takes 100 %, to measure everyone's decoded audio)")
 
     @property
     def spawn_time(self) -> float:

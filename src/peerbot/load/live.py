@@ -1,5 +1,7 @@
 """The live view of ``peerbot load`` (rich, refreshed twice a second, 80 columns), and the same
-figures as the closing summary's text."""
+figures as the closing summary's text. With cheap (count-only) participants or a decode sample,
+a ``decoded`` line says how many decode and what their decoded audio measures (tone heard,
+strongest frequency, level) and how many decoder threads the workers hold."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..quality.thresholds import format_value
-from .summary import CPU_LIMIT_PERCENT, LAG_LIMIT_MS, LoadState, WorkerRecord, statistics
+from .summary import CPU_LIMIT_PERCENT, LAG_LIMIT_MS, LoadState, ParticipantRecord, WorkerRecord, statistics
 
 __all__ = ["LIMITED_NOTE", "SERVER_NOTE", "live_view", "summary_view"]
 
@@ -25,6 +27,8 @@ SERVER_NOTE = ("limited by the local server: its process used {cpu:g} % of a cor
 
 _MEDIA = (("audio_coverage_percent", "coverage", "%"), ("loss_percent", "loss", "%"), ("jitter_ms", "jitter", "ms"),
           ("rtt_ms", "RTT", "ms"))
+_DECODED = (("decoded_tone_percent", "tone heard", "%"), ("decoded_frequency_hz", "decoded freq", "Hz"),
+            ("decoded_level_dbfs", "decoded level", "dBFS"))
 
 
 def _v(value: float | None, unit: str) -> str:
@@ -50,6 +54,9 @@ def live_view(state: LoadState, duration: float) -> RenderableType:
     mos = statistics([v for v in (p.figure("mos") for p in live) if v is not None])
     media.add_row("MOS", _v(mos["p5"], ""), _v(mos["p50"], ""), _v(mos["p95"], ""))
     parts: list[RenderableType] = [head, media]
+    decoded = _decoded_line(live, sum(w.decoder_threads for w in state.workers))
+    if decoded is not None:
+        parts.append(decoded)
     if state.errors:
         parts.append(Text("errors: " + ", ".join(f"{e} {n}" for e, n in state.errors.most_common()), style="red"))
     parts.append(_workers(state.workers, state))
@@ -58,6 +65,22 @@ def live_view(state: LoadState, duration: float) -> RenderableType:
     if state.server.limited:
         parts.append(Text(SERVER_NOTE, style="bold yellow"))
     return Group(*parts)
+
+
+def _decoded_line(participants: list[ParticipantRecord], threads: int) -> Text | None:
+    """``decoded: 2 of 40  tone 100% (min)  523 Hz  -12.3 dBFS  decoder threads 2``; None when there
+    is nothing to say (plain participants, all decoding, none measuring)."""
+    measuring = [p for p in participants if p.figure("decoded_frames") is not None]
+    if all(p.decodes for p in participants) and not measuring:
+        return None
+    cells = [f"decoded: {sum(p.decodes for p in participants)} of {len(participants)}"]
+    for name, _, unit in _DECODED:
+        values = [v for v in (p.figure(name) for p in measuring) if v is not None]
+        if values:  # the worst participant's tone (the one a threshold catches), the others' median
+            value = min(values) if unit == "%" else statistics(values)["p50"]
+            cells.append(_v(value, unit) + (" (min)" if unit == "%" else ""))
+    cells.append(f"decoder threads {threads}")
+    return Text("  ".join(cells))
 
 
 def _workers(workers: list[WorkerRecord], state: LoadState | None = None) -> Text:
@@ -85,6 +108,11 @@ def summary_view(result: Any) -> RenderableType:
         table.add_column(title, justify="right" if title else "left")
     rows = [("setup_ms", "setup", "ms"), ("first_audio_ms", "first audio", "ms"), *_MEDIA,
             ("concealed_percent", "concealed", "%"), ("mos", "MOS", "")]
+    decoded = [p for p in result.participants if p.connected]
+    if decoded and (not all(p.decodes for p in decoded) or s.get("decoded_frames") is not None):
+        lines.append(f"  decoded {s.get('decoded') or 0:.0f} of {s['connected']:.0f},"
+                     f" decoder threads at most {s.get('decoder_threads_max') or 0:.0f}")
+        rows += [(key, title, unit) for key, title, unit in _DECODED if s.get(f"{key}_p50") is not None]
     for key, title, unit in rows:
         table.add_row(title, *(_v(s.get(f"{key}_{stat}"), unit) for stat in ("p5", "p50", "p95", "p99")))
     parts: list[RenderableType] = [Text("\n".join(lines)), table]

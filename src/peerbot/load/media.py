@@ -8,6 +8,11 @@ source, say); per participant it gives the sources to send (``sources()``), any 
 options (``session_options()``), and ``receive(session, first_audio)``, which consumes what the
 participant receives until the session ends or the task is cancelled, calling ``first_audio()``
 once when audio first arrives.
+
+``--decode-sample`` (:mod:`peerbot.load.decoded`): a mode that supports it has
+``for_participant(index)``, the mode participant ``index`` uses (a ``DecodedSample`` of itself for
+a sampled participant, else itself); a per-participant mode with ``decoded_figures()``
+(``Decoding``) adds what it measured of the decoded audio to the participant's figures.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ConfigurationError, PeerbotError
+from .decoded import DecodedSample
+from .messages import Figures
 
 if TYPE_CHECKING:
     from .config import LoadConfig
 
-__all__ = ["MEDIA_MODES", "EncodedMedia", "MediaMode", "PlainMedia", "media_mode"]
+__all__ = ["MEDIA_MODES", "Decoding", "EncodedMedia", "MediaMode", "PlainMedia", "media_mode", "participant_media"]
 
 
 class MediaMode(Protocol):
@@ -38,11 +45,27 @@ class MediaMode(Protocol):
         """Consume what ``session`` receives; call ``first_audio()`` at its first audio."""
 
 
+@runtime_checkable
+class Decoding(Protocol):
+    """A participant's mode that measures the audio it decodes (``--decode-sample``)."""
+
+    def decoded_figures(self) -> Figures:
+        """``peerbot.load.decoded.DECODED_FIGURES`` so far."""
+
+
+def _source_tone(spec: str) -> float | None:
+    """The frequency ``--source`` sends, when it is a tone (what a reflected call brings back)."""
+    from ..cli.sources import _tone_hz
+
+    return _tone_hz(spec) if spec.startswith("tone") else None
+
+
 class PlainMedia:
     """Plain sessions, as an application writes them: live Opus encode of ``--source``, aiortc's
     decode of what comes back. The first decoded frame is read (time to first audio), then the
     stream is closed: the session's playout meter still counts coverage and concealment without
-    a reader, so no numpy conversion is paid per frame."""
+    a reader, so no numpy conversion is paid per frame. Every participant decodes: a decode sample
+    of 100 % (the only other one ``LoadConfig`` allows) also measures each one's decoded audio."""
 
     name = "plain"
 
@@ -50,6 +73,7 @@ class PlainMedia:
         if config.source == "mic":
             raise ConfigurationError("a load test cannot share the microphone: --source tone, silence or a file")
         self._source, self._video = config.source, config.video
+        self._measure = config.decode_sample_percent >= 100
         for source in self.sources():  # a missing file or a bad tone is refused now, not per participant
             if source is not None:
                 source.stop()
@@ -61,6 +85,9 @@ class PlainMedia:
 
     def session_options(self) -> dict[str, Any]:
         return {}
+
+    def for_participant(self, index: int) -> MediaMode:
+        return DecodedSample(self, _source_tone(self._source)) if self._measure else self
 
     async def receive(self, session: Any, first_audio: Callable[[], None]) -> None:
         frames = session.audio_frames()
@@ -78,13 +105,19 @@ class EncodedMedia:
     """Cheap participants (``media.encoded`` and the engine's count-only receive): ``--source``
     encoded to Opus once per worker process and replayed by every participant, what comes back
     counted and timed per RTP packet, never decoded (``receive="count"``), so coverage, loss and
-    concealment are the packets'. Audio only. Time to first audio is the first RTP packet of audio."""
+    concealment are the packets'. Audio only. Time to first audio is the first RTP packet of audio.
+
+    With a decode sample, the participants ``engine.receive_mode.decodes`` picks still send the
+    shared packets but decode and measure what comes back (``DecodedSample``); time to first
+    audio is then their first decoded frame."""
 
     name = "encoded"
 
     def __init__(self, config: LoadConfig) -> None:
         from ..media.encoded import EncodedAudio
 
+        self._sample = config.decode_sample_percent / 100
+        self._tone = _source_tone(config.source)
         if config.video != "none":
             raise ConfigurationError("the encoded media mode sends audio only: leave --video out (or --media plain)")
         spec = config.source
@@ -104,6 +137,11 @@ class EncodedMedia:
 
     def session_options(self) -> dict[str, Any]:
         return {"receive": "count"}
+
+    def for_participant(self, index: int) -> MediaMode:
+        from ..engine.receive_mode import decodes
+
+        return DecodedSample(self, self._tone) if decodes(index, self._sample) else self
 
     async def receive(self, session: Any, first_audio: Callable[[], None]) -> None:
         # No frame to wait for: the engine's counters show the first packet (checked every 10 ms).
@@ -131,4 +169,14 @@ def media_mode(config: LoadConfig) -> MediaMode:
     if factory is None:
         raise ConfigurationError(f"unknown media mode {config.media!r}; known: {', '.join(MEDIA_MODES)}"
                                  " (or module:attribute)")
-    return factory(config)
+    mode = factory(config)
+    if config.decode_sample_percent > 0 and not hasattr(mode, "for_participant"):
+        raise ConfigurationError(f"media mode {config.media!r} has no decode sample (no for_participant):"
+                                 " leave --decode-sample out")
+    return mode
+
+
+def participant_media(mode: MediaMode, index: int) -> MediaMode:
+    """The mode participant ``index`` uses: ``mode.for_participant(index)``, or ``mode`` when it has none."""
+    pick = getattr(mode, "for_participant", None)
+    return mode if pick is None else pick(index)

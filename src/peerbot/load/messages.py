@@ -23,6 +23,7 @@ class Hello:
 class Connecting:
     index: int
     at: float  # time.time()
+    decodes: bool = False  # its received audio goes through aiortc's decoder (plain, or --decode-sample)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Tick:
     worker: int
     lag_ms: float  # the worst lateness of the worker's 100 ms timer over the last second
     cpu_percent: float  # of one core, over the last second (all the worker's threads)
-    figures: dict[int, Figures] = field(default_factory=dict)  # index → stats().to_metrics()
+    figures: dict[int, Figures] = field(default_factory=dict)  # index → stats().to_metrics(), decoded figures
+    decoder_threads: int = 0  # aiortc decoder threads alive in the worker now
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ in a thread; port 0 picks a free port (``PrometheusExporter.port``). Names:
 - ``peerbot_load_setup_seconds``, ``peerbot_load_first_audio_seconds``: histograms;
 - ``peerbot_load_failures{error}``: failed participants by typed error;
 - ``peerbot_load_<metric>{stat}`` for ``audio_coverage_percent``, ``loss_percent``, ``jitter_ms``,
-  ``rtt_ms``, ``mos``: p5/p50/p95 over the connected participants' latest second;
+  ``rtt_ms``, ``mos`` and ``decoded_tone_percent`` (NaN without a decode sample): p5/p50/p95 over
+  the connected participants' latest second;
+- ``peerbot_load_decoded``: connected participants that decode what they receive;
 - ``peerbot_load_worker_cpu_percent{worker}``, ``peerbot_load_worker_loop_lag_seconds{worker}``,
   ``peerbot_load_generator_limited`` (1 while a worker is limited now);
 - ``peerbot_load_server_cpu_percent``: the local server process's CPU, when it is ours.
@@ -22,7 +24,7 @@ from .summary import LoadState, statistics
 __all__ = ["PrometheusExporter"]
 
 _STATES = ("waiting", "connecting", "connected", "failed", "ended")
-_MEDIA = ("audio_coverage_percent", "loss_percent", "jitter_ms", "rtt_ms", "mos")
+_MEDIA = ("audio_coverage_percent", "loss_percent", "jitter_ms", "rtt_ms", "mos", "decoded_tone_percent")
 _BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -40,6 +42,7 @@ class PrometheusExporter:
         self._failures = Gauge("peerbot_load_failures", "failed participants by typed error", ["error"], registry=r)
         self._media = {name: Gauge(f"peerbot_load_{name}", f"{name} over the connected participants", ["stat"],
                                    registry=r) for name in _MEDIA}
+        self._decoded = Gauge("peerbot_load_decoded", "connected participants that decode", registry=r)
         self._cpu = Gauge("peerbot_load_worker_cpu_percent", "a worker's CPU, % of one core", ["worker"], registry=r)
         self._lag = Gauge("peerbot_load_worker_loop_lag_seconds", "a worker's event-loop lag", ["worker"], registry=r)
         self._limited = Gauge("peerbot_load_generator_limited", "1 while a worker is saturated", registry=r)
@@ -62,6 +65,7 @@ class PrometheusExporter:
         for error, n in state.errors.items():
             self._failures.labels(error).set(n)
         live = [p for p in state.participants if p.state == "connected"]
+        self._decoded.set(sum(p.decodes for p in live))
         for name, gauge in self._media.items():
             stats = statistics([v for v in (p.figure(name) for p in live) if v is not None])
             for stat in ("p5", "p50", "p95"):

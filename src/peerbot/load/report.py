@@ -1,5 +1,6 @@
 """``peerbot load --report STEM``: STEM.json (the record), STEM.csv (a row per participant) and
-STEM.html (the quality report's page, with the load's own tables added).
+STEM.html (the quality report's page, with the load's own tables added). A row says whether the
+participant ``decoded`` and, for a ``--decode-sample``'d one, its decoded figures.
 
 The JSON has the shape of a call-quality report (``schema``, ``meta``, ``summary``, ``history``,
 ``thresholds``): its ``summary`` is the load summary (:mod:`peerbot.load.summary`), whose
@@ -22,6 +23,7 @@ from .. import __version__
 from ..quality.html import render_html
 from ..quality.report import SCHEMA, report_meta
 from ..quality.thresholds import CheckResult
+from .decoded import DECODED_FIGURES
 from .live import LIMITED_NOTE, SERVER_NOTE
 
 __all__ = ["write_load_report"]
@@ -35,6 +37,7 @@ def write_load_report(stem: str | Path, result: Any, results: Sequence[CheckResu
     meta = report_meta("load", result.target, started_at=result.started_at, duration_s=round(result.duration_s, 3),
                        impairment=result.config.impair, participants=result.config.participants,
                        spawn_rate=result.config.spawn_rate, workers=len(result.workers), media=result.config.media,
+                       decode_sample_percent=result.config.decode_sample_percent,
                        source=result.config.source, video=result.config.video,
                        generator_limited=result.generator_limited, interrupted=result.interrupted)
     rows = [p.row() for p in result.participants]
@@ -58,10 +61,11 @@ def _load_tables(record: dict[str, Any]) -> str:
     s = record["summary"]
     stats = ("p5", "p50", "p95", "p99", "min", "max", "mean")
     head = "".join(f"<th>{x}</th>" for x in stats)
+    keys = ["setup_ms", "first_audio_ms", *(k for k in DECODED_FIGURES if s.get(f"{k}_p50") is not None)]
     rows = "".join(f"<tr><th>{escape(key)}</th>{''.join(_cell(s.get(f'{key}_{x}')) for x in stats)}</tr>"
-                   for key in ("setup_ms", "first_audio_ms"))
+                   for key in keys)
     counts = ", ".join(f"{k.replace('_', ' ')} {_num(s.get(k))}"
-                       for k in ("participants", "connected", "failed", "failed_percent"))
+                       for k in ("participants", "connected", "failed", "failed_percent", "decoded"))
     errors = "".join(f"<tr><td>{escape(e)}</td><td class=\"n\">{n}</td></tr>" for e, n in record["errors"].items())
     workers = "".join(f"<tr><td>{w['worker']}</td><td class=\"n\">{_num(w['cpu_max_percent'])}</td>"
                       f"<td class=\"n\">{_num(w['lag_max_ms'])}</td><td class=\"n\">{w['limited_seconds']}</td>"
@@ -69,7 +73,7 @@ def _load_tables(record: dict[str, Any]) -> str:
     notes = [text for text, on in ((LIMITED_NOTE, record["meta"].get("generator_limited")),
                                    (SERVER_NOTE, s.get("server_limited"))) if on]
     note = "".join(f"<p class=\"note\">{escape(text)}</p>" for text in notes)
-    return (f"<h2>Load</h2><p>{escape(counts)}</p>{note}<table><tr><th>ms</th>{head}</tr>{rows}</table>"
+    return (f"<h2>Load</h2><p>{escape(counts)}</p>{note}<table><tr><th>figure</th>{head}</tr>{rows}</table>"
             "<p>The summary above: per metric, each participant's own call figure, then statistics over the"
             " participants. One row per participant is in the CSV.</p>"
             f"<h2>Failures</h2><table><tr><th>error</th><th>participants</th></tr>{errors or '<tr><td>none</td></tr>'}"

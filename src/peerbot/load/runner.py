@@ -237,9 +237,10 @@ class LoadRunner:
     def _handle(self, worker: int, message: object) -> None:
         state = self.state
         if isinstance(message, Tick):
-            state.tick(worker, message.lag_ms, message.cpu_percent, message.figures)
+            state.tick(worker, message.lag_ms, message.cpu_percent, message.figures, message.decoder_threads)
         elif isinstance(message, Connecting):
-            state.participants[message.index].state = "connecting"
+            p = state.participants[message.index]
+            p.state, p.decodes = "connecting", message.decodes
         elif isinstance(message, Connected):
             p = state.participants[message.index]
             p.state, p.setup_ms = "connected", message.setup_s * 1000

@@ -12,6 +12,12 @@ The **load summary** is a flat dict, threshold-checkable (:mod:`peerbot.load.thr
   call figure (as ``quality.summarize`` gives it: the last value of a cumulative one such as
   ``audio_coverage_percent``, the mean of a gauge such as ``mos``), then the same statistics over
   the participants that connected (``mos_p5``: the MOS that 95 % of the participants beat);
+- ``decoded``: participants that connected and decoded what they received (every one with
+  ``media="plain"``, the ``--decode-sample`` with ``media="encoded"``); the decoded figures of
+  :mod:`peerbot.load.decoded` (``decoded_tone_percent``, ``decoded_frequency_hz``,
+  ``decoded_level_dbfs``, ``decoded_frames``) with the same statistics, over the participants that
+  measured them; ``decoder_threads_max``: aiortc decoder threads, each worker's most at once,
+  summed (0 when no participant decodes: the cheap receive starts none);
 - ``generator_limited`` (1 or 0), ``worker_cpu_max_percent``, ``worker_lag_max_ms``;
 - with a local server, ``server_cpu_max_percent`` and ``server_limited`` (1 when its process used
   90 % of a core or more for 2 seconds: the far side, not the system you meant to test, set the
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..quality.metrics import METRICS, measured
+from .decoded import DECODED_FIGURES
 from .messages import Figures
 
 __all__ = ["LAG_LIMIT_MS", "CPU_LIMIT_PERCENT", "LOAD_STATISTICS", "LoadState", "ParticipantRecord",
@@ -57,6 +64,7 @@ class ParticipantRecord:
     summary: Figures = field(default_factory=dict)  # its own call summary, once ended
     duration_s: float | None = None
     call_id: str | None = None
+    decodes: bool = False  # its received audio went through aiortc's decoder
 
     @property
     def connected(self) -> bool:
@@ -70,8 +78,8 @@ class ParticipantRecord:
         """One CSV row."""
         row: dict[str, Any] = {"participant": self.index, "worker": self.worker, "state": self.state,
                                "setup_ms": _round(self.setup_ms), "first_audio_ms": _round(self.first_audio_ms),
-                               "duration_s": _round(self.duration_s)}
-        for name in METRICS:
+                               "duration_s": _round(self.duration_s), "decoded": self.decodes}
+        for name in (*METRICS, *DECODED_FIGURES):
             row[name] = _round(self.figure(name))
         row.update(error=self.error or "", phase=self.phase or "", message=self.message or "",
                    call_id=self.call_id or "")
@@ -91,9 +99,13 @@ class WorkerRecord:
     limited_now: bool = False
     died: str | None = None  # why, when it ended without Done
     done: bool = False
+    decoder_threads: int = 0  # aiortc decoder threads alive at its last second
+    decoder_threads_max: int = 0
 
-    def tick(self, lag_ms: float, cpu_percent: float) -> None:
+    def tick(self, lag_ms: float, cpu_percent: float, decoder_threads: int = 0) -> None:
         self.lag_ms, self.cpu_percent = lag_ms, cpu_percent
+        self.decoder_threads = decoder_threads
+        self.decoder_threads_max = max(self.decoder_threads_max, decoder_threads)
         self.lag_max_ms, self.cpu_max_percent = max(self.lag_max_ms, lag_ms), max(self.cpu_max_percent, cpu_percent)
         self.seconds += 1
         self.limited_now = lag_ms > LAG_LIMIT_MS or cpu_percent >= CPU_LIMIT_PERCENT
@@ -106,7 +118,7 @@ class WorkerRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"worker": self.worker, "pid": self.pid, "cpu_max_percent": self.cpu_max_percent,
                 "lag_max_ms": self.lag_max_ms, "seconds": self.seconds, "limited_seconds": self.limited_seconds,
-                "limited": self.limited, "died": self.died}
+                "limited": self.limited, "decoder_threads_max": self.decoder_threads_max, "died": self.died}
 
 
 class LoadState:
@@ -138,8 +150,9 @@ class LoadState:
             self.errors[error] += 1
         p.state = "failed"
 
-    def tick(self, worker: int, lag_ms: float, cpu_percent: float, figures: Mapping[int, Figures]) -> None:
-        self.workers[worker].tick(lag_ms, cpu_percent)
+    def tick(self, worker: int, lag_ms: float, cpu_percent: float, figures: Mapping[int, Figures],
+             decoder_threads: int = 0) -> None:
+        self.workers[worker].tick(lag_ms, cpu_percent, decoder_threads)
         for index, sample in figures.items():
             self.participants[index].latest = dict(sample)
         self._add_to_history(figures)
@@ -196,6 +209,10 @@ class LoadState:
         out.update(_over("first_audio_ms", [p.first_audio_ms for p in ps]))
         for name in METRICS:
             out.update(_over(name, [p.figure(name) for p in connected]))
+        out["decoded"] = float(sum(p.decodes for p in connected))
+        for name in DECODED_FIGURES:
+            out.update(_over(name, [p.figure(name) for p in connected]))
+        out["decoder_threads_max"] = float(sum(w.decoder_threads_max for w in self.workers))
         out["generator_limited"] = 1.0 if self.generator_limited else 0.0
         out["worker_cpu_max_percent"] = max((w.cpu_max_percent for w in self.workers), default=None)
         out["worker_lag_max_ms"] = max((w.lag_max_ms for w in self.workers), default=None)

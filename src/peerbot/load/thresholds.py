@@ -6,8 +6,11 @@ summary's names (:mod:`peerbot.load.summary`):
   ``setup`` (``setup_ms``), ``first_audio`` (``first_audio_ms``, also ``ttfa``), each with a statistic
   over the participants, ``_p5 _p50 _p95 _p99 _min _max _mean`` (none: the mean), e.g.
   ``setup_p95<=500ms``, ``coverage_p5>=99%``, ``mos_p5>=4``, ``loss_p95<=0.5%``;
+- the decoded figures of a ``--decode-sample`` (``decoded_tone_percent``, alias ``tone``,
+  ``decoded_frequency_hz``, ``decoded_level_dbfs``, ``decoded_frames``), the same way: ``tone_min>=90%``;
 - ``participants``, ``connected``, ``failed`` (counts), ``connected_percent``, ``failed_percent``
-  (``failed==0``, ``connected_percent>=100%``), ``generator_limited``, ``server_limited`` (``generator_limited==0``).
+  (``failed==0``, ``connected_percent>=100%``), ``decoded``, ``decoder_threads_max``, ``generator_limited``,
+  ``server_limited`` (``generator_limited==0``).
 
 Results are ``quality.CheckResult``s, checked by ``quality.check``: a figure not measured fails.
 """
@@ -21,16 +24,18 @@ from dataclasses import dataclass, field
 from ..errors import ConfigurationError
 from ..quality.metrics import ALIASES, METRICS
 from ..quality.thresholds import _CONVERSIONS, _SYNTAX, Threshold  # one language: the same grammar and units
+from .decoded import DECODED_FIGURES
 from .summary import LOAD_STATISTICS
 
 __all__ = ["LOAD_NAMES", "LoadThreshold", "load_threshold"]
 
 _PER_PARTICIPANT: dict[str, str] = {"setup_ms": "ms", "first_audio_ms": "ms",
-                                    **{name: metric.unit for name, metric in METRICS.items()}}
+                                    **{name: metric.unit for name, metric in METRICS.items()}, **DECODED_FIGURES}
 _COUNTS: dict[str, str] = {"participants": "", "connected": "", "failed": "", "connected_percent": "%",
-                           "failed_percent": "%", "generator_limited": "", "server_limited": ""}
+                           "failed_percent": "%", "decoded": "", "decoder_threads_max": "", "generator_limited": "",
+                           "server_limited": ""}
 _LOAD_ALIASES: dict[str, str] = {**ALIASES, "setup": "setup_ms", "first_audio": "first_audio_ms",
-                                 "ttfa": "first_audio_ms"}
+                                 "ttfa": "first_audio_ms", "tone": "decoded_tone_percent"}
 LOAD_NAMES = (*_PER_PARTICIPANT, *_COUNTS, *_LOAD_ALIASES)
 """Every name a load threshold may start with."""
 

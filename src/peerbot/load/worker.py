@@ -2,8 +2,9 @@
 
 Started with multiprocessing's spawn context (a fresh interpreter: no inherited loop, threads
 or sockets). It says ``Hello``, waits for ``Start``, spawns each of its participants at its
-time, and sends a ``Tick`` every second: its loop's lag (how late a 100 ms timer fires), its CPU
-and every connected participant's figures. On ``Stop``, at the end of the run, or when the
+time, and sends a ``Tick`` every second: its loop's lag (how late a 100 ms timer fires), its CPU,
+its live aiortc decoder threads and every connected participant's figures (with a decode sample,
+the sampled ones' decoded figures too). On ``Stop``, at the end of the run, or when the
 runner goes away (its pipe closes) it hangs every session up and sends ``Done``. SIGINT is
 ignored here: the runner, which gets Ctrl-C too, decides and says ``Stop``.
 """
@@ -20,7 +21,8 @@ from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from .config import LoadConfig
-from .media import MediaMode, media_mode
+from .decoded import decoder_threads
+from .media import Decoding, MediaMode, media_mode, participant_media
 from .messages import Connected, Connecting, Done, Ended, Failed, FirstAudio, Hello, Start, Stop, Tick
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class _Worker:
         self.sessions: dict[int, Any] = {}  # index → a connected session
         self.stop = asyncio.Event()
         self.mode: MediaMode | None = None
+        self.modes: dict[int, MediaMode] = {}  # index → the mode that participant uses (decode sample)
 
     def send(self, message: object) -> None:
         self.conn.send(message)
@@ -115,8 +118,9 @@ class _Worker:
             figures = {}
             for index, session in list(self.sessions.items()):
                 with contextlib.suppress(Exception):
-                    figures[index] = session.stats().to_metrics()
-            self.send(Tick(self.worker, round(lag * 1000, 1), round((now_cpu - cpu) / (now - wall) * 100, 1), figures))
+                    figures[index] = {**session.stats().to_metrics(), **self._decoded(index)}
+            self.send(Tick(self.worker, round(lag * 1000, 1), round((now_cpu - cpu) / (now - wall) * 100, 1), figures,
+                           decoder_threads()))
             cpu, wall, lag = now_cpu, now, 0.0
 
     async def _participant(self, index: int, at: float) -> None:
@@ -124,12 +128,14 @@ class _Worker:
         if self.stop.is_set():
             return
         assert self.mode is not None
-        self.send(Connecting(index, time.time()))
+        mode = self.modes[index] = participant_media(self.mode, index)
+        options: dict[str, Any] = {**self.config.session_options, **mode.session_options()}
+        self.send(Connecting(index, time.time(), decodes=options.get("receive", "decode") != "count"))
         started = time.monotonic()
         phase = "setup"
         session: Any = None
         try:
-            session = await self._session(index)
+            session = await self._session(index, mode, options)
             await session.start()
             self.send(Connected(index, time.monotonic() - started))
             phase, held_from = "call", time.monotonic()
@@ -148,12 +154,16 @@ class _Worker:
                 if phase == "call":
                     from ..quality import summarize
 
-                    self.send(Ended(index, summarize(session.stats_history()), time.monotonic() - held_from,
+                    self.send(Ended(index, {**summarize(session.stats_history()), **self._decoded(index)},
+                                    time.monotonic() - held_from,
                                     getattr(session, "conversation_id", None) or getattr(session, "call_id", None)))
 
+    def _decoded(self, index: int) -> dict[str, float | None]:
+        mode = self.modes.get(index)
+        return mode.decoded_figures() if isinstance(mode, Decoding) else {}
+
     async def _hold(self, index: int, session: Any, started: float) -> None:
-        """Until the run ends or the session does, receiving as the media mode does."""
-        assert self.mode is not None
+        """Until the run ends or the session does, receiving as the participant's media mode does."""
         heard = False
 
         def first_audio() -> None:
@@ -162,7 +172,7 @@ class _Worker:
                 heard = True
                 self.send(FirstAudio(index, time.monotonic() - started))
 
-        receiving = asyncio.create_task(self.mode.receive(session, first_audio))
+        receiving = asyncio.create_task(self.modes[index].receive(session, first_audio))
         stopping = asyncio.create_task(self.stop.wait())
         ended = asyncio.create_task(session.closed())
         try:
@@ -172,10 +182,9 @@ class _Worker:
                 task.cancel()
             await asyncio.gather(receiving, stopping, ended, return_exceptions=True)
 
-    async def _session(self, index: int) -> Any:
-        assert self.mode is not None
-        audio, video = self.mode.sources()
-        options: dict[str, Any] = {**self.config.session_options, **self.mode.session_options()}
+    async def _session(self, index: int, mode: MediaMode, options: dict[str, Any]) -> Any:
+        audio, video = mode.sources()
+        options = dict(options)
         if self.config.impair:
             options["impair"] = self.config.impair
         if not self.config.orbit:
