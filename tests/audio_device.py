@@ -11,6 +11,10 @@ ALSA's ``pulse`` PCM (libasound2-plugins), so the device name to give peerbot is
             mic = Microphone(audio.device)      # records the monitor: the 440 Hz tone
         samples = audio.record(1.0)             # or read the monitor directly with parec
 
+``echo_path()`` adds the room between a speaker and a microphone: a second null sink,
+``peerbot_room``, whose monitor becomes the default source, fed by a loopback of the speaker's
+sink (delayed, quieter) and by whatever is played into it as the near end (``play_tone(sink=ROOM)``).
+
 Missing tools raise ``VirtualAudioUnavailable`` naming the Debian package to install.
 """
 
@@ -23,6 +27,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +44,7 @@ SINK = "peerbot_null"
 MONITOR = f"{SINK}.monitor"
 PORTAUDIO_DEVICE = "pulse"  # ALSA's PulseAudio PCM, as PortAudio lists it
 SINK_RATE = 48000
+ROOM = "peerbot_room"  # what the microphone hears once echo_path() is set up
 START_TIMEOUT = 10.0
 
 # tool -> Debian package that provides it
@@ -72,12 +78,13 @@ class VirtualAudioDevice:
         return {**os.environ, "PULSE_SERVER": self.server, "PULSE_COOKIE": str(self.workdir / "cookie")}
 
     @contextlib.contextmanager
-    def play_tone(self, frequency: float, seconds: float = 30.0, amplitude: float = 0.5) -> Iterator[None]:
-        """Play a sine into the null sink (via paplay) for the duration of the ``with`` block."""
-        path = self.workdir / f"tone-{frequency:g}.wav"
+    def play_tone(self, frequency: float, seconds: float = 30.0, amplitude: float = 0.5, *,
+                  sink: str | None = None) -> Iterator[None]:
+        """Play a sine into the null sink, or ``sink``, (via paplay) for the duration of the ``with`` block."""
+        path = self.workdir / f"tone-{frequency:g}-{amplitude:g}.wav"
         _write_tone(path, frequency, seconds, amplitude)
         player = subprocess.Popen(
-            ["paplay", f"--device={self.sink}", str(path)],
+            ["paplay", f"--device={sink or self.sink}", str(path)],
             env=self.env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -112,6 +119,77 @@ class VirtualAudioDevice:
         finally:
             _stop(recorder)
         return np.frombuffer(bytes(data), dtype="<i2").astype(np.int16)
+
+    def pactl(self, *args: str) -> str:
+        """Run ``pactl`` against this daemon; return its output."""
+        done = subprocess.run(["pactl", *args], env=self.env(), capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise VirtualAudioUnavailable(f"pactl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    @contextlib.contextmanager
+    def echo_path(self, delay_ms: int = 40, gain: float = 0.5) -> Iterator[str]:
+        """A room for the ``with`` block: what is played into the speaker's sink reaches the default
+        source ``delay_ms`` later at ``gain``, mixed with whatever is played into ``ROOM``.
+
+        Yields the room's sink name. The microphone (``device``) then records ``ROOM``'s monitor;
+        the speaker still plays into ``sink``.
+        """
+        room = self.pactl("load-module", "module-null-sink", f"sink_name={ROOM}", f"rate={SINK_RATE}", "channels=1",
+                          f"sink_properties=device.description={ROOM}")
+        pacer = None
+        try:
+            loop = self.pactl("load-module", "module-loopback", f"source={self.monitor}", f"sink={ROOM}",
+                              f"latency_msec={delay_ms}", "source_dont_move=true", "sink_dont_move=true")
+            # The loopback's own stream: its volume is the echo path's gain (pactl list: index, sink, module…).
+            for line in self.pactl("list", "short", "sink-inputs").splitlines():
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == loop:
+                    self.pactl("set-sink-input-volume", fields[0], f"{round(gain * 65536)}")
+            self.pactl("set-default-source", f"{ROOM}.monitor")
+            pacer = _start_pacer(self, f"{ROOM}.monitor")  # as for the first sink: keep it ticking
+            _reinitialize_portaudio()
+            yield ROOM
+        finally:
+            if pacer is not None:
+                _stop(pacer)
+            with contextlib.suppress(VirtualAudioUnavailable):
+                self.pactl("set-default-source", self.monitor)
+                self.pactl("unload-module", room)  # also ends the loopback into it
+            _reinitialize_portaudio()
+
+    def unplug(self, kind: str = "source-output") -> int:
+        """Kill this process's recording (``source-output``) or playback (``sink-input``) streams, as
+        unplugging the device would: PortAudio's stream fails under the application. Returns how many."""
+        killed = 0
+        for index in self._streams_of(kind, os.getpid()):
+            self._cli(f"kill-{kind} {index}")
+            killed += 1
+        return killed
+
+    def _streams_of(self, kind: str, pid: int) -> list[str]:
+        # The long listing names each stream's process: "Source Output #3" … application.process.id = "42".
+        streams, current = [], None
+        for line in self.pactl("list", f"{kind}s").splitlines():
+            line = line.strip()
+            if line.startswith(("Source Output #", "Sink Input #")):
+                current = line.split("#", 1)[1]
+            elif line == f'application.process.id = "{pid}"' and current is not None:
+                streams.append(current)
+        return streams
+
+    def _cli(self, command: str) -> None:
+        # pactl cannot kill a stream; the daemon's text protocol (what pacmd speaks) can.
+        path = self.workdir / "cli"
+        if not path.exists():
+            self.pactl("load-module", "module-cli-protocol-unix", f"socket={path}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as cli:
+            cli.settimeout(5)
+            cli.connect(str(path))
+            cli.sendall(f"{command}\n".encode())
+            cli.shutdown(socket.SHUT_WR)  # the daemon runs the command, then hangs up at the end of input
+            while cli.recv(4096):
+                pass
 
     def close(self) -> None:
         for player in list(self._players):
@@ -222,7 +300,7 @@ def _wait_ready(daemon: subprocess.Popen, device: VirtualAudioDevice, log: Path)
     raise VirtualAudioUnavailable(f"pulseaudio did not come up within {START_TIMEOUT} s:\n{log.read_text()}")
 
 
-def _start_pacer(device: VirtualAudioDevice) -> subprocess.Popen:
+def _start_pacer(device: VirtualAudioDevice, monitor: str | None = None) -> subprocess.Popen:
     """Keep a 50 ms reader on the monitor for the daemon's lifetime; return once it gets data.
 
     Without a client asking for low latency the null sink renders in 2 s blocks, and it only
@@ -232,7 +310,8 @@ def _start_pacer(device: VirtualAudioDevice) -> subprocess.Popen:
     10 ms PortAudio's ALSA output, which fills in ~35 ms periods, underran now and then).
     """
     pacer = subprocess.Popen(
-        ["parec", f"--device={device.monitor}", "--raw", "--latency-msec=50", "--format=s16le", "--channels=1"],
+        ["parec", f"--device={monitor or device.monitor}", "--raw", "--latency-msec=50", "--format=s16le",
+         "--channels=1"],
         env=device.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -1,19 +1,26 @@
-"""A microphone as an aiortc audio track: PortAudio capture, 20 ms frames, drop-oldest buffer."""
+"""A microphone as an aiortc audio track: PortAudio capture, 20 ms frames, drop-oldest buffer,
+optional echo cancellation, noise suppression and gain (see ``audio_processing``)."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 from typing import Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..errors import AudioDeviceError
+from ..errors import AudioDeviceError, ConfigurationError
+from . import audio_processing
+from .audio_processing import AudioProcessing
 from .devices import device_info, import_sounddevice, resolve_device
 
+log = logging.getLogger(__name__)
+
 FRAME_SECONDS = 0.020
+_LOST = object()  # queued when the device stops under us: recv() carries on with silence
 
 
 class Microphone(MediaStreamTrack):
@@ -26,6 +33,15 @@ class Microphone(MediaStreamTrack):
 
     A consumer that falls behind loses the oldest frames, never stalls the device:
     ``dropped_frames`` counts them and ``pts`` keeps counting captured samples across the gap.
+
+    ``echo_cancellation``, ``noise_suppression`` and ``auto_gain`` clean the capture with libwebrtc's
+    audio processing (``pip install 'peerbot[desktop]'``), all off by default. With echo
+    cancellation on, what a ``Speaker`` of this process plays is the echo to remove (see
+    ``audio_processing``); ``stream_delay_ms`` overrides the delay estimated from the devices'
+    latencies. ``processing`` shares an ``AudioProcessing`` made by the application instead.
+
+    A device that stops delivering (unplugged) does not end the track: ``device_error`` says what
+    happened, a warning is logged, and ``recv()`` goes on with silence at the same pace.
     """
 
     kind = "audio"
@@ -37,10 +53,18 @@ class Microphone(MediaStreamTrack):
         channels: int = 1,
         sample_rate: int | None = None,
         buffer_frames: int = 50,
+        echo_cancellation: bool = False,
+        noise_suppression: bool = False,
+        auto_gain: bool = False,
+        stream_delay_ms: int | None = None,
+        processing: AudioProcessing | None = None,
     ) -> None:
         super().__init__()
         if channels not in (1, 2):
             raise AudioDeviceError(f"a microphone captures mono or stereo, not {channels} channels")
+        # Before any device is touched: a missing livekit is a setting to fix, not a device problem.
+        self.processing = _processing(processing, echo_cancellation, noise_suppression, auto_gain, stream_delay_ms)
+        self._offers = processing is None and echo_cancellation  # shared with "auto" speakers while running
         self._sd = import_sounddevice()
         info = device_info(resolve_device(device, "input"), "input")
         if info.max_input_channels < channels:
@@ -50,16 +74,26 @@ class Microphone(MediaStreamTrack):
         self.device_name = info.name
         self.channels = channels
         self.sample_rate = int(sample_rate or info.default_samplerate)
+        if self.processing is not None and self.sample_rate % 100 and sample_rate is None:
+            self.sample_rate = 48000  # a device default with no whole 10 ms: one libwebrtc can work in
+        if self.processing is not None:
+            audio_processing.chunk_samples(self.sample_rate)  # refuses a rate given that cannot be processed
         self.samples_per_frame = round(self.sample_rate * FRAME_SECONDS)
         self.dropped_frames = 0
         self.device_overflows = 0  # PortAudio's own "input overflow" flags
-        # (pts, samples) pairs; None wakes a pending recv() after stop().
-        self._queue: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue(maxsize=buffer_frames)
+        self.device_error: str | None = None  # set when the device stopped under us
+        # (pts, samples) pairs; None wakes a pending recv() after stop(), _LOST when the device went away.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer_frames)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_pts = 0  # samples captured so far, including dropped ones
         self._carry = np.zeros((0, channels), np.int16)  # device samples short of a whole frame
         self._time_base = fractions.Fraction(1, self.sample_rate)
+        self._stopping = False
+        self._silence_due = 0.0  # loop time the next silent frame is due, once the device is lost
+        self._processing_failed = False
         self._stream = self._open(info.index)
+        if self.processing is not None:
+            self.processing.input_latency = float(self._stream.latency)
 
     def _open(self, index: int) -> Any:
         try:
@@ -72,6 +106,7 @@ class Microphone(MediaStreamTrack):
                 # streams); _on_audio cuts it into 20 ms frames.
                 blocksize=0,
                 callback=self._on_audio,
+                finished_callback=self._on_finished,
             )
         except (self._sd.PortAudioError, ValueError) as exc:
             raise AudioDeviceError(
@@ -84,10 +119,17 @@ class Microphone(MediaStreamTrack):
             raise MediaStreamError
         if self._loop is None:
             self._start()
+        if self.device_error is not None and self._queue.empty():
+            return await self._silence()
         item = await self._queue.get()
         if item is None:
             raise MediaStreamError
+        if item is _LOST:
+            return await self._silence()
         pts, chunk = item
+        return self._frame(pts, chunk)
+
+    def _frame(self, pts: int, chunk: np.ndarray) -> av.AudioFrame:
         frame = av.AudioFrame.from_ndarray(
             chunk.reshape(1, -1), format="s16", layout="mono" if self.channels == 1 else "stereo"
         )
@@ -96,7 +138,22 @@ class Microphone(MediaStreamTrack):
         frame.pts = pts
         return frame
 
+    async def _silence(self) -> av.AudioFrame:
+        # Paced by the loop's clock, as the device would have been: the call goes on, quietly.
+        loop = asyncio.get_running_loop()
+        if not self._silence_due:
+            self._silence_due = loop.time()
+        await asyncio.sleep(max(0.0, self._silence_due - loop.time()))
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._silence_due += FRAME_SECONDS
+        pts, self._next_pts = self._next_pts, self._next_pts + self.samples_per_frame
+        return self._frame(pts, np.zeros((self.samples_per_frame, self.channels), np.int16))
+
     def stop(self) -> None:
+        self._stopping = True
+        if self.processing is not None:
+            audio_processing.withdraw(self.processing)
         if self.readyState == "live":
             super().stop()
         stream, self._stream = self._stream, None
@@ -112,6 +169,30 @@ class Microphone(MediaStreamTrack):
             self._stream.start()
         except self._sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot start audio input device {self.device_name!r}: {exc}") from exc
+        if self._offers and self.processing is not None:
+            audio_processing.offer(self.processing)
+
+    def _on_finished(self) -> None:
+        # PortAudio thread: the stream became inactive. Unless stop() did it, the device went away.
+        loop = self._loop
+        if self._stopping or loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._lost)
+        except RuntimeError:
+            pass  # loop closed
+
+    def _lost(self) -> None:
+        if self._stopping or self.device_error is not None:
+            return
+        self.device_error = (f"audio input device {self.device_name!r} stopped delivering audio (unplugged?);"
+                             " sending silence")
+        log.warning("%s", self.device_error)
+        if self.processing is not None:
+            audio_processing.withdraw(self.processing)
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_LOST)  # wakes a recv() that waits for the device
 
     def _on_audio(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         # PortAudio thread: cut into 20 ms chunks (copies: PortAudio reuses indata) for the loop.
@@ -124,10 +205,22 @@ class Microphone(MediaStreamTrack):
         assert loop is not None  # set before the stream starts
         try:
             for start in range(0, whole, n):
-                loop.call_soon_threadsafe(self._push, data[start : start + n].copy(), overflow)
+                loop.call_soon_threadsafe(self._push, self._process(data[start : start + n]), overflow)
                 overflow = False
         except RuntimeError:
             pass  # loop closed while the device was still delivering
+
+    def _process(self, chunk: np.ndarray) -> np.ndarray:
+        """A copy of ``chunk`` (PortAudio reuses its buffer), cleaned when processing is on."""
+        processing = self.processing
+        if processing is None or self._processing_failed:
+            return chunk.copy()
+        try:
+            return processing.process_capture(chunk, self.sample_rate)
+        except Exception:  # an error here would abort PortAudio's stream: send the raw audio instead
+            self._processing_failed = True
+            log.exception("audio processing failed on %r; sending unprocessed audio", self.device_name)
+            return chunk.copy()
 
     def _push(self, chunk: np.ndarray, overflow: bool) -> None:
         if self.readyState != "live":
@@ -138,3 +231,22 @@ class Microphone(MediaStreamTrack):
             self.dropped_frames += 1
         self._queue.put_nowait((self._next_pts, chunk))
         self._next_pts += len(chunk)
+
+
+def _processing(given: AudioProcessing | None, echo_cancellation: bool, noise_suppression: bool, auto_gain: bool,
+                stream_delay_ms: int | None) -> AudioProcessing | None:
+    """The microphone's processing: the one given, one made from the flags, or None."""
+    asked = echo_cancellation or noise_suppression or auto_gain
+    if stream_delay_ms is not None and given is None and not echo_cancellation:
+        raise ConfigurationError("stream_delay_ms is the echo canceller's: it needs echo_cancellation=True")
+    if given is not None:
+        if asked or stream_delay_ms is not None:
+            raise ConfigurationError(
+                "give a Microphone either processing= or echo_cancellation/noise_suppression/auto_gain/"
+                "stream_delay_ms, not both: an AudioProcessing carries its own settings"
+            )
+        return given
+    if not asked:
+        return None
+    return AudioProcessing(echo_cancellation=echo_cancellation, noise_suppression=noise_suppression,
+                           auto_gain=auto_gain, stream_delay_ms=stream_delay_ms)

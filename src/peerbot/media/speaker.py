@@ -1,19 +1,25 @@
-"""A speaker: plays peerbot ``AudioFrame`` streams to an output device through PortAudio."""
+"""A speaker: plays peerbot ``AudioFrame`` streams to an output device through PortAudio, and hands
+what it plays to the microphone's echo canceller (see ``audio_processing``)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 from collections.abc import AsyncIterable
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
 
-from ..errors import AudioDeviceError, MediaError
+from ..errors import AudioDeviceError, ConfigurationError, MediaError
+from . import audio_processing
+from .audio_processing import AudioProcessing
 from .devices import device_info, import_sounddevice, resolve_device
 from .frames import AudioFrame
+
+log = logging.getLogger(__name__)
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
@@ -27,6 +33,13 @@ class Speaker:
     up- or down-mixed. The device pulls from a bounded buffer: ``play()`` waits for room (it
     paces the iterator at real time), and when the buffer runs dry the device plays silence and
     ``underruns`` counts it.
+
+    What the device plays is the echo a microphone's canceller must remove: ``echo_reference``
+    ``"auto"`` feeds it to the echo canceller of every running ``Microphone(echo_cancellation=True)``
+    of the process, an ``AudioProcessing`` to that one only, ``None`` to none.
+
+    A device that stops (unplugged) does not end ``play()``: ``device_error`` says what happened, a
+    warning is logged, and the frames are taken at real time and dropped.
     """
 
     def __init__(
@@ -36,7 +49,11 @@ class Speaker:
         sample_rate: int | None = None,
         channels: int | None = None,
         buffer_seconds: float = 0.2,
+        echo_reference: AudioProcessing | Literal["auto"] | None = "auto",
     ) -> None:
+        if not (echo_reference is None or echo_reference == "auto" or isinstance(echo_reference, AudioProcessing)):
+            raise ConfigurationError(
+                f"echo_reference must be 'auto', None or an AudioProcessing, got {echo_reference!r}")
         self._sd = import_sounddevice()
         info = device_info(resolve_device(device, "output"), "output")
         self.device_name = info.name
@@ -45,6 +62,8 @@ class Speaker:
         self.sample_rate = sample_rate
         self.channels = channels
         self.underruns = 0
+        self.echo_reference = echo_reference
+        self.device_error: str | None = None  # set when the device stopped under us
         self._buffer_seconds = buffer_seconds
         self._buffer: _SampleBuffer | None = None
         self._stream: Any = None
@@ -54,6 +73,9 @@ class Speaker:
         self._closed = False
         self._resampler: av.AudioResampler | None = None
         self._resampler_key: tuple[int, int] | None = None
+        self._latency = 0.0  # the device's output latency, once open
+        self._discard_due = 0.0  # loop time by which dropped samples would have been played
+        self._reference_failed = False
 
     async def play(self, frames: AsyncIterable[AudioFrame]) -> None:
         """Play every frame of ``frames``; return once the last one has left the speaker."""
@@ -70,7 +92,7 @@ class Speaker:
                 if self._stream is None:
                     await asyncio.to_thread(self._open, frame)
                 await self._write(self._convert(frame))
-                if not self._stream.active:
+                if not self._stream.active and self.device_error is None:
                     self._start()  # only now: starting empty would count a spurious underrun
             if self._resampler is not None:
                 await self._write(self._resampler_tail())
@@ -104,6 +126,7 @@ class Speaker:
                 samplerate=self.sample_rate,
                 dtype="int16",
                 callback=self._on_output,
+                finished_callback=self._on_finished,
             )
         except (self._sd.PortAudioError, ValueError) as exc:
             raise AudioDeviceError(
@@ -111,6 +134,7 @@ class Speaker:
                 f"({self.channels} ch, {self.sample_rate} Hz): {exc}"
             ) from exc
         self._stream = stream
+        self._latency = float(stream.latency)
 
     def _start(self) -> None:
         try:
@@ -127,29 +151,70 @@ class Speaker:
             outdata[got:] = 0
             if self._playing and not buffer.draining:
                 self.underruns += 1
+        self._feed_echo_cancellers(outdata)
         try:
             loop.call_soon_threadsafe(room.set)
         except RuntimeError:
             pass  # loop closed while the device was still running
+
+    def _feed_echo_cancellers(self, played: np.ndarray) -> None:
+        reference = self.echo_reference
+        if reference is None or self._reference_failed:
+            return
+        targets = audio_processing.offered() if reference == "auto" else (reference,)
+        try:
+            for processing in targets:
+                processing.add_reference(played, int(self.sample_rate or 0), self._latency)
+        except Exception:  # raised here it would abort PortAudio's stream: play on without the reference
+            self._reference_failed = True
+            log.exception("echo reference of %r failed; echo is no longer cancelled", self.device_name)
+
+    def _on_finished(self) -> None:
+        # PortAudio thread: the stream became inactive. Unless close() did it, the device went away.
+        loop = self._loop
+        if self._closed or loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._lost)
+        except RuntimeError:
+            pass  # loop closed
+
+    def _lost(self) -> None:
+        if self._closed or self.device_error is not None:
+            return
+        self.device_error = (f"audio output device {self.device_name!r} stopped playing (unplugged?);"
+                             " received audio is dropped")
+        log.warning("%s", self.device_error)
+        if self._room is not None:
+            self._room.set()  # wakes a play() that waits for the device to take samples
 
     # --- loop side ---------------------------------------------------------------------
 
     async def _write(self, samples: np.ndarray) -> None:
         buffer, room = self._buffer, self._room
         assert buffer is not None and room is not None  # _open() and play() made them
-        while not buffer.has_room(len(samples)):
+        while not buffer.has_room(len(samples)) and self.device_error is None:
             room.clear()
             await room.wait()
             if self._stream is None:
                 raise MediaError(f"speaker {self.device_name!r} was closed while playing")
+        if self.device_error is not None:
+            await self._discard(len(samples))
+            return
         buffer.write(samples)
 
+    async def _discard(self, samples: int) -> None:
+        # Taken at the pace the device would have played them, so a file does not rush through.
+        loop = asyncio.get_running_loop()
+        self._discard_due = max(self._discard_due, loop.time()) + samples / (self.sample_rate or 48000)
+        await asyncio.sleep(max(0.0, self._discard_due - loop.time() - self._buffer_seconds))
+
     async def _drain(self) -> None:
-        if self._buffer is None or self._room is None:
+        if self._buffer is None or self._room is None or self.device_error is not None:
             return
         self._buffer.draining = True
         try:
-            while len(self._buffer) and self._stream is not None:
+            while len(self._buffer) and self._stream is not None and self.device_error is None:
                 self._room.clear()
                 await self._room.wait()
             if self._stream is not None:
