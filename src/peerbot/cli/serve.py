@@ -26,15 +26,17 @@ from ..local.orbit_server import DEFAULT_PORT as ORBIT_PORT
 from ..local.orbit_server import LocalOrbitServer
 from ..local.orga_server import DEFAULT_PORT as ORGA_PORT
 from ..local.orga_server import MAX_TOKEN_TTL
-from ..local.orga_server import LocalOrgaServer
+from ..local.orga_server import ASSISTANTS, LocalOrgaServer
+from ..local.voice_agent import DEFAULT_ENDPOINTING, DEFAULT_THINK_TIME
+from ..local.voice_agent import MAX_SECONDS as AGENT_MAX_SECONDS
 from .options import seconds
 
 DEMO_USER = "alice"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("serve", help="run the local Orga-compatible server (an echo assistant answers calls),"
-                                          " or with --orbit the Orbit-compatible one")
+    p = commands.add_parser("serve", help="run the local Orga-compatible server (an echo assistant or a voice agent"
+                                          " answers calls), or with --orbit the Orbit-compatible one")
     p.add_argument("--orbit", action="store_true", help="run the Orbit-compatible server (users, tokens, calls)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=None,
@@ -48,6 +50,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       help="accepted API key (repeatable; default: $ORGA_API_KEY or a generated one)")
     orga.add_argument("--token-ttl", type=seconds, default=60.0, help="ephemeral token lifetime in seconds")
     orga.add_argument("--echo-delay", type=_delay, default=0.2, help="seconds before the echo assistant replays audio")
+    orga.add_argument("--assistant", choices=ASSISTANTS, default="echo",
+                      help="who answers calls: 'echo' plays the caller's audio back; 'agent' waits for the end of"
+                           " the caller's turn, thinks, then says what it recognised (default echo)")
+    orga.add_argument("--endpointing", type=_agent_seconds, metavar="S",
+                      help="agent: seconds of silence after the caller's speech that end a turn"
+                           f" (default {DEFAULT_ENDPOINTING:g})")
+    orga.add_argument("--think-time", type=_agent_seconds, metavar="S",
+                      help=f"agent: seconds from the end of a turn to the start of the reply (default {DEFAULT_THINK_TIME:g})")
+    orga.add_argument("--no-barge-in", dest="barge_in", action="store_false",
+                      help="agent: play every reply to its end, even when the caller talks over it")
     orga.add_argument("--reflect", action="store_true",
                       help="send each caller's RTP straight back undecoded (like an SFU) instead of the echo"
                            " assistant: a far side that is not the bottleneck of a load test")
@@ -95,6 +107,27 @@ def _delay(text: str) -> float:
     return value
 
 
+def _agent_seconds(text: str) -> float:
+    """A finite number of seconds from 0 to the voice agent's maximum (argparse type)."""
+    value = _delay(text)
+    if value > AGENT_MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected at most {AGENT_MAX_SECONDS:g} seconds, got {text!r}")
+    return value
+
+
+def _agent_options(args: argparse.Namespace) -> list[str]:
+    """The voice agent's options given, as argv; refused where there is no agent to tune."""
+    given = [*(["--endpointing", repr(args.endpointing)] if args.endpointing is not None else []),
+             *(["--think-time", repr(args.think_time)] if args.think_time is not None else []),
+             *([] if args.barge_in else ["--no-barge-in"])]
+    if args.assistant == "agent" and (args.orbit or args.reflect):
+        raise ConfigurationError(f"--assistant agent does not go with {'--orbit' if args.orbit else '--reflect'}")
+    if args.assistant != "agent" and given:
+        flags = ", ".join(flag for flag in given if flag.startswith("--"))
+        raise ConfigurationError(f"{flags} tune the voice agent: add --assistant agent")
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         ice = [ice_server_from_text(text) for text in args.ice_server]
@@ -105,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"{given} needs {missing} too: TURN REST credentials are made from both")
     if args.token_ttl > MAX_TOKEN_TTL:
         raise ConfigurationError(f"--token-ttl must be at most {MAX_TOKEN_TTL:g} seconds, got {args.token_ttl:g}")
+    _agent_options(args)
     port = args.port if args.port is not None else ORBIT_PORT if args.orbit else ORGA_PORT
     asyncio.run(_serve_orbit(args, port, ice) if args.orbit else _serve_orga(args, port, ice))
     return 0
@@ -121,13 +155,19 @@ async def _serve_orga(args: argparse.Namespace, port: int, ice: list[IceServer])
         secrets.token_bytes(32) if shared else None)
     async with LocalOrgaServer(args.host, port, api_keys=api_keys, ice_servers=ice, turn_urls=args.turn_urls,
                                turn_secret=args.turn_secret, token_ttl=args.token_ttl,
-                               echo_delay=args.echo_delay, reflect=args.reflect,
+                               echo_delay=args.echo_delay, reflect=args.reflect, assistant=args.assistant,
+                               endpointing=DEFAULT_ENDPOINTING if args.endpointing is None else args.endpointing,
+                               think_time=DEFAULT_THINK_TIME if args.think_time is None else args.think_time,
+                               barge_in=args.barge_in,
                                max_calls=args.max_calls, max_calls_per_token=min(4, args.max_calls),
                                reuse_port=shared, token_secret=secret) as server:
         async with contextlib.AsyncExitStack() as children:
             for _ in range(args.processes - 1):
                 children.push_async_callback(_stopped, await _child(args, server.port, server.api_keys, secret))
             more = f" ({args.processes} processes)" if args.processes > 1 else ""
+            if server.assistant == "agent":
+                more += (f" with the voice agent (endpointing {server.endpointing:g} s, think time"
+                         f" {server.think_time:g} s, barge-in {'on' if server.barge_in else 'off'})")
             print(f"Orga-compatible server on {server.base_url}{more}")
             _print_exports({"ORGA_BASE_URL": server.base_url, "ORGA_API_KEY": server.api_key,
                             "ORGA_USER_EMAIL": server.user_email}, configured={"ORGA_API_KEY"} if api_keys else set())
@@ -139,7 +179,8 @@ async def _child(args: argparse.Namespace, port: int, api_keys: tuple[str, ...],
     """One more process serving ``port`` with the same keys and token secret (handed over in the environment)."""
     argv = [sys.executable, "-m", "peerbot.cli.main", "serve", "--host", args.host, "--port", str(port),
             "--reuse-port", "--token-ttl", str(args.token_ttl), "--echo-delay", str(args.echo_delay),
-            "--max-calls", str(args.max_calls), *(["--reflect"] if args.reflect else [])]
+            "--max-calls", str(args.max_calls), *(["--reflect"] if args.reflect else []),
+            "--assistant", args.assistant, *_agent_options(args)]
     for server in args.ice_server:
         argv += ["--ice-server", server]
     for url in args.turn_urls or ():

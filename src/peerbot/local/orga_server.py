@@ -1,4 +1,5 @@
-"""An Orga-compatible realtime server on aiohttp, answering calls with the echo assistant.
+"""An Orga-compatible realtime server on aiohttp, answering calls with the echo assistant or the
+voice agent.
 
 It serves the three routes of ``peerbot.orga.routes`` (one table for client and server) plus
 ``GET /healthz``, with the real API's status codes: 401 for a missing, wrong or expired
@@ -26,7 +27,9 @@ from aiohttp import web
 from .._redact import redact
 from ..errors import ConfigurationError, SdpError
 from ..ice_servers import IceServer, InvalidIceServer, parse_ice_servers
+from ..orga.params import SessionParams
 from ..orga.routes import CALLS, CLIENT_SECRETS, ICE_CONFIG, ROUTES, Auth, Route
+from ._assistant_call import AssistantCall
 from ._fields import finite_number
 from ._json_api import ApiError, Handler, allow_any_origin, bearer, json_errors, preflight, read_json_object
 from ._listener import Listener
@@ -41,6 +44,7 @@ from .tokens import (
     turn_rest_credentials,
     verify_token,
 )
+from .voice_agent import AgentCall, check_agent_settings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ MAX_BODY_SIZE = 256 * 1024
 MAX_TOKEN_TTL = 3600.0  # the default cap on a token's lifetime
 MIN_EXPIRES_IN = 1.0  # a client's ``expires_in`` below this makes a token dead on arrival
 DEMO_USER_EMAIL = "you@peerbot.local"
+ASSISTANTS = ("echo", "agent")
 _Handler = Handler
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the SDK's own "x@y.z" check
 
@@ -60,14 +65,19 @@ def generate_api_key() -> str:
 
 
 class LocalOrgaServer(Listener):
-    """An Orga-compatible server with an echo assistant on the far side of each call.
+    """An Orga-compatible server with an assistant on the far side of each call.
 
     ``async with LocalOrgaServer() as server:`` starts it on a free port; ``server.base_url``,
     ``server.api_key`` and ``server.user_email`` (any valid address is accepted; this one is a
     demo) are what a client needs. ``ice_servers`` (dicts in the ``iceServers`` shape) are
     handed to clients and used by the server's own peer connections; ``turn_urls`` with
     ``turn_secret`` adds TURN REST credentials to both. ``server.calls`` maps each live call's
-    conversation id to its ``EchoCall``.
+    conversation id to its call: an ``EchoCall``, or an ``AgentCall`` with ``assistant="agent"``.
+
+    ``assistant="echo"`` (the default) plays each caller's audio back after ``echo_delay``;
+    ``assistant="agent"`` answers like a voice agent (``local.voice_agent``): it waits for
+    ``endpointing`` seconds of silence after the caller's speech, thinks for ``think_time``, then
+    says what it recognised, and stops when the caller talks over it unless ``barge_in=False``.
 
     Bounds, each refused with a JSON error: ``max_body_size`` bytes of body (413);
     ``max_calls`` live calls in all (429) and ``max_calls_per_token`` per ephemeral token (429);
@@ -104,7 +114,16 @@ class LocalOrgaServer(Listener):
         reflect: bool = False,
         reuse_port: bool = False,
         token_secret: bytes | None = None,
+        assistant: str = "echo",
+        endpointing: float = 0.5,
+        think_time: float = 0.7,
+        barge_in: bool = True,
     ) -> None:
+        if assistant not in ASSISTANTS:
+            raise ConfigurationError(f"assistant must be one of {', '.join(ASSISTANTS)}, got {assistant!r}")
+        if reflect and assistant != "echo":
+            raise ConfigurationError("reflect sends the caller's RTP straight back: it has no assistant to choose")
+        endpointing, think_time, barge_in = check_agent_settings(endpointing, think_time, barge_in)
         keys = tuple(dict.fromkeys(api_keys or ()))  # keeps the caller's order; the first is api_key
         if any(not isinstance(k, str) or not k or not k.isascii() or looks_like_token(k) for k in keys):
             raise ConfigurationError("API keys must be non-empty ASCII strings that do not look like tokens")
@@ -124,6 +143,10 @@ class LocalOrgaServer(Listener):
         self.user_email = user_email
         self.echo_delay = echo_delay
         self.reflect = reflect
+        self.assistant = assistant
+        self.endpointing = endpointing
+        self.think_time = think_time
+        self.barge_in = barge_in
         self.token_ttl = token_ttl
         self.max_token_ttl = max_token_ttl
         self._api_keys = keys or (generate_api_key(),)
@@ -135,7 +158,7 @@ class LocalOrgaServer(Listener):
         self._answer_timeout = answer_timeout
         # Tokens die with the server, by design; server processes sharing a port share the secret.
         self._token_secret = token_secret or secrets.token_bytes(32)
-        self._calls: dict[str, EchoCall] = {}
+        self._calls: dict[str, AssistantCall] = {}
         self._call_tokens: dict[str, str] = {}  # conversation id -> the token id that created it
         self._max_calls = max_calls
         self._max_calls_per_token = max_calls_per_token
@@ -158,7 +181,7 @@ class LocalOrgaServer(Listener):
         return self._api_keys
 
     @property
-    def calls(self) -> Mapping[str, EchoCall]:
+    def calls(self) -> Mapping[str, AssistantCall]:
         """Live calls by conversation id (read-only view)."""
         return MappingProxyType(self._calls)
 
@@ -229,7 +252,7 @@ class LocalOrgaServer(Listener):
             servers.append(IceServer(urls=list(self._turn_urls), username=username, credential=credential))
         return servers
 
-    def _forget(self, call: EchoCall) -> None:
+    def _forget(self, call: AssistantCall) -> None:
         self._calls.pop(call.conversation_id, None)
         self._call_tokens.pop(call.conversation_id, None)
 
@@ -241,6 +264,15 @@ class LocalOrgaServer(Listener):
         if sum(1 for t in self._call_tokens.values() if t == token_id) >= self._max_calls_per_token:
             raise ApiError(429, "too_many_calls_for_token",
                            f"this token already has {self._max_calls_per_token} live calls; end one first")
+
+    def _new_call(self, params: SessionParams, user: str) -> AssistantCall:
+        ice_servers = self._ice_servers_for(user)
+        if self.assistant == "agent":
+            return AgentCall(params, ice_servers=ice_servers, endpointing=self.endpointing,
+                             think_time=self.think_time, barge_in=self.barge_in,
+                             connect_timeout=self._connect_timeout, on_closed=self._forget)
+        return EchoCall(params, ice_servers=ice_servers, echo_delay=self.echo_delay,
+                        connect_timeout=self._connect_timeout, on_closed=self._forget, reflect=self.reflect)
 
     # --- handlers --------------------------------------------------------------------
 
@@ -274,14 +306,7 @@ class LocalOrgaServer(Listener):
             offer_sdp = merge_candidates(call_request.sdp, call_request.candidates)
         except InvalidCallRequest as exc:
             raise ApiError(400, exc.code, exc.message) from exc
-        call = EchoCall(
-            call_request.params,
-            ice_servers=self._ice_servers_for(claims.subject),
-            echo_delay=self.echo_delay,
-            connect_timeout=self._connect_timeout,
-            on_closed=self._forget,
-            reflect=self.reflect,
-        )
+        call = self._new_call(call_request.params, claims.subject)
         # Listed before answering, so that stop() also closes a call still being answered.
         self._calls[call.conversation_id] = call
         self._call_tokens[call.conversation_id] = claims.token_id
