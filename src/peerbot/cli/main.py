@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import ConfigurationError, MediaError, PeerbotError
-from . import bench, call, devices, load, orbit, serve
+from . import bench, call, converse, devices, load, orbit, serve, talk
 from .text import terminal_safe
 
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", default=os.environ.get("PEERBOT_DEBUG") == "1",
                         help="show tracebacks of unexpected errors (also PEERBOT_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (call, orbit, serve, devices, bench, load):
+    for module in (call, orbit, serve, devices, bench, load, converse, talk):
         module.add_parser(commands)
     return parser
 

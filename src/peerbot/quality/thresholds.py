@@ -6,6 +6,9 @@ alias, optionally with a statistic suffix (``_p50 _p95 _min _max _mean``); OP on
 is ``rtt<=300ms``). Without a unit the value is in the metric's unit. The value must be finite and
 within what the metric can measure (:func:`value_range`): percentages 0–100, MOS 1–5, times, rates
 and counts ≥ 0; ``loss<=150%`` is a typo, refused like a bad name.
+
+The names are the call-quality contract's by default; another set of figures (a conversation's
+``v2v_ms``…) speaks the same language with its own :class:`Vocabulary`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from .metrics import ALIASES, METRICS, STATISTICS, Metric, measured
 
-__all__ = ["CheckResult", "Threshold", "check", "format_value", "value_range"]
+__all__ = ["CALL_QUALITY", "CheckResult", "Threshold", "Vocabulary", "check", "format_value", "value_range"]
 
 _OPERATORS: Mapping[str, Callable[[float, float], bool]] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt,
@@ -36,9 +39,37 @@ _SYNTAX = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|<|>)\s*"
                      re.IGNORECASE | re.ASCII)
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """What thresholds may name: ``metrics`` by canonical name, ``aliases`` (short name → canonical),
+    the ``statistics`` suffixes, and an ``example`` for error messages."""
+
+    metrics: Mapping[str, Metric]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    statistics: tuple[str, ...] = STATISTICS
+    example: str = "rtt_p95<=300ms"
+
+    def names(self) -> list[str]:
+        """Every name a threshold may start with (before a statistic suffix), canonical then aliases."""
+        return [*self.metrics, *self.aliases]
+
+    def parse(self, text: str) -> Threshold:
+        """A threshold over these names, as :meth:`Threshold.parse` is over the call-quality ones."""
+        return Threshold._parse(text, self)
+
+    def base(self, key: str) -> str:
+        """The metric of a summary key: ``rtt_ms_p95`` → ``rtt_ms``."""
+        head, _, tail = key.rpartition("_")
+        return head if tail in self.statistics else key
+
+
+CALL_QUALITY = Vocabulary(METRICS, ALIASES, STATISTICS)
+"""The call-quality contract's names (:mod:`peerbot.quality.metrics`): the default."""
+
+
 def known_names() -> list[str]:
     """Every name a threshold may start with (before a statistic suffix), canonical then aliases."""
-    return [*METRICS, *ALIASES]
+    return CALL_QUALITY.names()
 
 
 @dataclass(frozen=True)
@@ -52,17 +83,22 @@ class Threshold:
     op: str
     value: float
     text: str = field(default="", compare=False)
+    vocabulary: Vocabulary = field(default=CALL_QUALITY, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> Threshold:
         """A threshold from ``NAME OP VALUE[UNIT]``; :class:`ConfigurationError` saying what is wrong."""
+        return cls._parse(text, CALL_QUALITY)
+
+    @classmethod
+    def _parse(cls, text: str, vocabulary: Vocabulary) -> Threshold:
         match = _SYNTAX.fullmatch(text)
         if match is None:
-            raise ConfigurationError(f"threshold {text!r} is not NAME OP VALUE[UNIT], e.g. 'rtt_p95<=300ms'"
+            raise ConfigurationError(f"threshold {text!r} is not NAME OP VALUE[UNIT], e.g. {vocabulary.example!r}"
                                      " (ops <= < >= > ==, units % ms s kbps fps)")
         name, op, number, unit = match.group(1).lower(), match.group(2), float(match.group(3)), match.group(4)
-        key = _resolve(name, text)
-        metric = METRICS[_base(key)]
+        key = _resolve(name, text, vocabulary)
+        metric = vocabulary.metrics[vocabulary.base(key)]
         scale = _CONVERSIONS[metric.unit].get((unit or "").lower())
         if scale is None:
             fits = " or ".join(u for u in _CONVERSIONS[metric.unit] if u) or "no unit"
@@ -71,12 +107,12 @@ class Threshold:
         # Rounded so that 1.1s and 1100ms are the same bound, not 1100.0000000000002.
         value = number if scale == 1 else round(number * scale, 9)
         _check_range(metric, value, text)
-        return cls(name, key, op, value, text.strip())
+        return cls(name, key, op, value, text.strip(), vocabulary=vocabulary)
 
     @property
     def unit(self) -> str:
         """The unit of ``value``: the metric's."""
-        return METRICS[_base(self.key)].unit
+        return self.vocabulary.metrics[self.vocabulary.base(self.key)].unit
 
     def __str__(self) -> str:
         return f"{self.name} {self.op} {format_value(self.value, self.unit)}"
@@ -166,20 +202,15 @@ def _check_range(metric: Metric, value: float, text: str) -> None:
                                  f" got {format_value(value, metric.unit)}")
 
 
-def _resolve(name: str, text: str) -> str:
+def _resolve(name: str, text: str, vocabulary: Vocabulary) -> str:
     """The summary key a written name stands for: alias or canonical, with its statistic suffix."""
     base, suffix = name, ""
-    for statistic in STATISTICS:
+    for statistic in vocabulary.statistics:
         if name.endswith(f"_{statistic}"):
             base, suffix = name[: -len(statistic) - 1], f"_{statistic}"
             break
-    canonical = ALIASES.get(base, base)
-    if canonical not in METRICS:
-        raise ConfigurationError(f"threshold {text!r}: unknown metric {name!r}; known: {', '.join(known_names())}"
-                                 f" (each may end in {', '.join('_' + s for s in STATISTICS)})")
+    canonical = vocabulary.aliases.get(base, base)
+    if canonical not in vocabulary.metrics:
+        raise ConfigurationError(f"threshold {text!r}: unknown metric {name!r}; known: {', '.join(vocabulary.names())}"
+                                 f" (each may end in {', '.join('_' + s for s in vocabulary.statistics)})")
     return canonical + suffix
-
-
-def _base(key: str) -> str:
-    head, _, tail = key.rpartition("_")
-    return head if tail in STATISTICS else key
