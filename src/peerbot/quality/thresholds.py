@@ -59,6 +59,8 @@ class Vocabulary:
 
     def base(self, key: str) -> str:
         """The metric of a summary key: ``rtt_ms_p95`` → ``rtt_ms``."""
+        if key in self.metrics:  # a name that merely ends like a statistic (decoder_threads_max)
+            return key
         head, _, tail = key.rpartition("_")
         return head if tail in self.statistics else key
 
@@ -189,6 +191,8 @@ def value_range(metric: Metric) -> tuple[float, float]:
         return 1.0, 5.0
     if metric.unit == "%":
         return 0.0, 100.0
+    if metric.name.endswith("_dbfs"):
+        return -math.inf, 0.0
     return 0.0, math.inf  # times, rates and counts
 
 
@@ -204,6 +208,9 @@ def _check_range(metric: Metric, value: float, text: str) -> None:
 
 def _resolve(name: str, text: str, vocabulary: Vocabulary) -> str:
     """The summary key a written name stands for: alias or canonical, with its statistic suffix."""
+    whole = vocabulary.aliases.get(name, name)
+    if whole in vocabulary.metrics:
+        return whole
     base, suffix = name, ""
     for statistic in vocabulary.statistics:
         if name.endswith(f"_{statistic}"):
