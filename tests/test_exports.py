@@ -9,7 +9,7 @@ import types
 import pytest
 
 PUBLIC_PACKAGES = ["peerbot", "peerbot.errors", "peerbot.media", "peerbot.orga", "peerbot.orbit", "peerbot.local",
-                   "peerbot.ice_servers", "peerbot.quality"]
+                   "peerbot.ice_servers", "peerbot.quality", "peerbot.conversation", "peerbot.load"]
 
 
 def _public_names(module: types.ModuleType) -> set[str]:

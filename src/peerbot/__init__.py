@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any
 from .errors import PeerbotError
 
 if TYPE_CHECKING:
-    from . import errors, local, media, orbit, orga, quality
+    from . import conversation, errors, local, media, orbit, orga, quality
     from .engine.stats import (CandidatePairStats, InboundRtpStats, OutboundRtpStats, RemoteInboundRtpStats,
                                StatsReport, StatsSummary)
 
 __all__ = ["CandidatePairStats", "InboundRtpStats", "OutboundRtpStats", "PeerbotError", "RemoteInboundRtpStats",
-           "StatsReport", "StatsSummary", "errors", "local", "media", "orbit", "orga", "quality"]
+           "StatsReport", "StatsSummary", "conversation", "errors", "local", "media", "orbit", "orga", "quality"]
 
 try:
     __version__ = version("peerbot")
 except PackageNotFoundError:  # run from a source tree that was not installed
     __version__ = "0.0.0"
 
-_SUBPACKAGES = {"errors", "local", "media", "orbit", "orga", "quality"}
+_SUBPACKAGES = {"conversation", "errors", "local", "media", "orbit", "orga", "quality"}
 _STATS = {"CandidatePairStats", "InboundRtpStats", "OutboundRtpStats", "RemoteInboundRtpStats", "StatsReport",
           "StatsSummary"}
 
