@@ -243,7 +243,7 @@ def test_an_answer_over_before_the_barge_in_fails_the_turn_without_counting_as_n
 
 def test_a_barge_in_begun_in_a_pause_of_the_answer_stopped_it_unless_it_resumed_while_we_spoke():
     kept_quiet = barge([(12.2, 12.6)], (12.7, 13.5))
-    assert kept_quiet.barge_in == BargeIn(0.5, 0.5, 0.0, True) and "began in a pause" in kept_quiet.notes[0]
+    assert kept_quiet.barge_in == BargeIn(0.5, 0.5, None, True) and "began in a pause" in kept_quiet.notes[0]
     resumed = barge([(12.2, 12.6), (12.8, 13.0)], (12.7, 13.5))
     assert resumed.barge_in == BargeIn(0.5, 0.5, 300.0, True)
 

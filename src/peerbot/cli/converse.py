@@ -265,8 +265,9 @@ def _print_conversation(console: Console, result: Any, numbered: bool) -> None:
             figures.append(f"answer {turn.response_s:.1f} s")
         if turn.barge_in is not None:
             b = turn.barge_in
-            figures.append(f"barge-in stopped in {b.stop_ms:.0f} ms" if b.stopped and b.stop_ms is not None
-                           else "barge-in: [red]did not stop[/red]")
+            figures.append("barge-in: [red]did not stop[/red]" if not b.stopped else
+                           f"barge-in stopped in {b.stop_ms:.0f} ms" if b.stop_ms is not None else
+                           "barge-in began in a pause; the far side stayed quiet")
         if turn.kind == "silence":
             figures.append(f"far side spoke {turn.far_side_speech_s or 0:.1f} s")
         mark = "[red]✗[/red]" if turn.failed else "✓"

@@ -152,7 +152,8 @@ def _barge_in(far: Sequence[Span], first: int, turn: Turn, interrupter: TurnReco
         quiet_since = answer_end if answer_end is not None else ours
         notes.append(f"our barge-in began in a pause of the answer ({ours - quiet_since:.2f} s after its sound"
                      " stopped), and it did not resume")
-        return BargeIn(planned, at, 0.0, True)
+        # Stopped, but nothing was cut: no stop latency to count (a 0 would flatter the p95).
+        return BargeIn(planned, at, None, True)
     stop = None
     for i in range(going, len(far)):
         end = far[i][1]

@@ -110,7 +110,8 @@ def _turns_table(turns: Sequence[TurnResult]) -> str:
         if turn.barge_in is not None:
             b = turn.barge_in
             barge = (f"at {b.at_s:.2f} s: " if b.at_s is not None else "") + (
-                f"stopped in {b.stop_ms:.0f} ms" if b.stopped and b.stop_ms is not None else "did not stop")
+                "did not stop" if not b.stopped else
+                f"stopped in {b.stop_ms:.0f} ms" if b.stop_ms is not None else "began in a pause; stayed quiet")
         events = "<br>".join(escape(f"{e.t:.2f} s {_SHORT.get(e.type, e.type)}" + (f": {e.text}" if e.text else ""))
                              for e in turn.events)
         checks = "<br>".join(escape(("pass " if r.passed else "FAIL ") + r.expectation) for r in turn.expectations)

@@ -45,7 +45,7 @@ class BargeIn:
 
     ``planned_s``: the script's ``barge_in_after``; ``at_s``: how far into the answer our voice
     actually started; ``stop_ms``: from the first sound of our speech sent to where the far side's
-    sound stopped (None when it did not stop); ``stopped``: whether it stopped within ``STOP_TIMEOUT``
+    sound stopped (None when it did not stop, or was already quiet: we began in a pause); ``stopped``: whether it stopped within ``STOP_TIMEOUT``
     and stayed silent while we spoke.
     """
 
