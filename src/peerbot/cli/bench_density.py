@@ -20,6 +20,12 @@ RTP path), ``peerbot-aiortc-path`` (the same media through aiortc's own per-pack
 task, its receiver and jitter buffer, no decoder thread: the "before" of the lean path), and
 ``aiortc`` (what a user writes: ``RTCPeerConnection`` + a tone track encoded live + a task
 consuming ``recv()``, i.e. aiortc's decoder).
+
+After the steps, in the same run: RSS per participant at ``--rss-at`` (300) peerbot participants
+in one process, from that density step if one ran, else from a step of its own, held or not; and
+the setup time of ``--joins`` (20, 200) simultaneous joins in peerbot's load mode and of plain
+aiortc (:mod:`.bench_joins`). Then the figures and the issue's goals, met or not
+(:mod:`.bench_figures`); ``--json`` puts all of them on stdout as one JSON object.
 """
 
 from __future__ import annotations
@@ -38,15 +44,18 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .bench_figures import COVERAGE_GOAL, LOSS_GOAL, contended, density_figures, goal_lines, holds, summary_lines
 
 MODES = ("peerbot", "peerbot-aiortc-path", "aiortc")
 DEFAULT_STEPS = {"peerbot": [50, 100, 150, 200, 250, 300, 400, 500],
                  "peerbot-aiortc-path": [20, 40, 60, 80, 100],
                  "aiortc": [5, 10, 15, 20, 25, 30, 40, 50]}
-COVERAGE_GOAL = 99.0  # % at the 5th percentile participant
-LOSS_GOAL = 0.5  # % mean
+DEFAULT_JOINS = [20, 200]
+DEFAULT_RSS_AT = 300
+RSS_SETTLE, RSS_HOLD = 1.0, 2.0  # seconds: the RSS-only step needs its participants joined, not a long window
 USER_EMAIL = "bench@peerbot.local"
 
 
@@ -416,6 +425,9 @@ class _Plan:
     settle: float = 3.0
     spawn_rate: float = 25.0
     uvloop: list[bool] = field(default_factory=lambda: [False])
+    joins: list[int] = field(default_factory=lambda: list(DEFAULT_JOINS))  # simultaneous joins to time
+    rss_at: int | None = DEFAULT_RSS_AT  # participants at which RSS per participant is always measured
+    as_json: bool = False
 
 
 async def _step(mode: str, n: int, use_uvloop: bool, plan: _Plan, servers: list[_Server],
@@ -462,20 +474,8 @@ async def _step(mode: str, n: int, use_uvloop: bool, plan: _Plan, servers: list[
     return result
 
 
-def holds(result: dict[str, Any]) -> bool:
-    """The density goal of a step: every participant connected, 5th-percentile coverage ≥ 99 %, mean loss ≤ 0.5 %."""
-    return (result["connected"] == result["n"] and result["coverage_p5"] >= COVERAGE_GOAL
-            and result["loss_mean"] <= LOSS_GOAL)
-
-
 _COLUMNS = ("mode", "N", "holds", "cov p5 %", "cov mean %", "loss %", "client CPU %", "CPU ms/s/part",
             "pkt/s/part", "loop lag p99 ms", "CPU wait %", "RSS kB/part", "setup p95 ms", "server CPU %")
-CONTENDED = 10.0  # % of the hold the client waited for a CPU: other processes limited it
-
-
-def contended(result: dict[str, Any]) -> bool:
-    """The client waited for a CPU for a tenth of the window or more: the machine, not the client, limited it."""
-    return bool(result.get("cpu_wait_percent", 0.0) >= CONTENDED)
 
 
 def _row(r: dict[str, Any]) -> list[str]:
@@ -489,80 +489,148 @@ def _row(r: dict[str, Any]) -> list[str]:
             f"{r['setup_p95_ms']:.0f}" if r["setup_p95_ms"] is not None else "–", f"{r['server_cpu_percent']:.0f}"]
 
 
+async def _stepping(plan: _Plan, servers: list[_Server], progress: Any, console: Any) -> list[dict[str, Any]]:
+    """Every mode's steps, up to and including its first that does not hold."""
+    results: list[dict[str, Any]] = []
+    for mode in plan.modes:
+        for use_uvloop in (plan.uvloop if mode != "aiortc" else [False]):
+            for n in plan.steps[mode]:
+                result = None
+                for attempt in (1, 2):  # a step failed by other processes' load is tried once more
+                    result = await _step(mode, n, use_uvloop, plan, servers, progress, console)
+                    if result is None or holds(result) or not contended(result) or attempt == 2:
+                        break
+                    console.print(f"{mode} N={n}: failed while the machine was busy"
+                                  f" (waited for a CPU {result['cpu_wait_percent']:.0f} % of the time): again")
+                    await asyncio.sleep(5)
+                if result is None:
+                    console.print(f"{mode} N={n}: the worker gave no result")
+                    break
+                results.append(result)
+                console.print("  ".join(f"{c}={v}" for c, v in zip(_COLUMNS, _row(result))))
+                if not holds(result):
+                    break
+    return results
+
+
+async def _rss_at(plan: _Plan, results: list[dict[str, Any]], servers: list[_Server], progress: Any,
+                  console: Any) -> dict[str, Any] | None:
+    """RSS growth per participant with ``plan.rss_at`` peerbot participants in one process, whether
+    or not that many hold: from the density step of that size if one ran, else a step of its own."""
+    n = plan.rss_at
+    if not n:
+        return None
+    step = next((r for r in results if r["mode"] == "peerbot" and r["n"] == n and r["connected"] == n), None)
+    source = f"the density step N={n}"
+    if step is None:
+        step = await _step("peerbot", n, plan.uvloop[0], replace(plan, settle=RSS_SETTLE, hold=RSS_HOLD),
+                           servers, progress, console)
+        source = f"an RSS-only step: joined at {plan.spawn_rate:g}/s, {RSS_SETTLE:g} s settle, {RSS_HOLD:g} s window"
+    if step is None:
+        console.print(f"RSS at {n}: the worker gave no result")
+        return None
+    return {"participants": n, "connected": step["connected"], "kb_per_participant": step["rss_kb_per_participant"],
+            "holds": holds(step), "loop": "uvloop" if step["uvloop"] else "asyncio", "source": source}
+
+
+async def _joins(plan: _Plan, servers: list[_Server], console: Any) -> list[dict[str, Any]]:
+    """Setup times of simultaneous joins (:mod:`.bench_joins`): peerbot's load mode at each ``plan.joins``
+    against the bench's reflecting server, and at the smallest also from cold (a fresh server, as
+    ``peerbot load --reflect`` starts); plain aiortc at the smallest, against the bench's server."""
+    from .bench_joins import aiortc_joins, peerbot_joins
+
+    timed: list[dict[str, Any]] = []
+    bench_server = (servers[0].base_url, servers[0].key)  # peerbot load takes one base URL: both use it
+    runs: list[tuple[str, int, tuple[str, str] | None]] = []
+    if "peerbot" in plan.modes:
+        runs += [("peerbot", n, bench_server) for n in plan.joins]
+        runs += [("peerbot", n, None) for n in plan.joins[:1]]  # from cold, as peerbot load --reflect is run
+    if "aiortc" in plan.modes:
+        runs += [("aiortc", n, bench_server) for n in plan.joins[:1]]
+    for mode, n, server in runs:
+        console.print(f"timing {n} simultaneous joins, {mode}{'' if server else ', fresh server'}…")
+        try:
+            if mode == "peerbot":
+                timed.append(await peerbot_joins(n, server))
+            else:
+                timed.append(await aiortc_joins(n, [bench_server]))
+        except Exception as exc:  # the rest of the figures still stand
+            console.print(f"{n} simultaneous joins, {mode}: not measured ({type(exc).__name__}: {exc})")
+    return timed
+
+
+def _machine(server_processes: int) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
+    cpu = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    load = os.getloadavg()[0]
+    python = sys.version.split()[0]
+    return {"cores": cores, "cpu": cpu, "arch": os.uname().machine, "python": python, "loadavg_1m_at_start": load,
+            "server_processes": server_processes,
+            "summary": f"{cores} cores, {cpu or os.uname().machine}, Python {python}, load {load:.2f} at the start"}
+
+
 async def run_density(plan: _Plan, server_processes: int = 1) -> int:
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    console = Console(soft_wrap=True, width=max(170, Console().width))  # the table is wide: never folded
-    cores = os.cpu_count() or 1
-    console.print(f"density on {cores} cores ({os.uname().machine}, Python {sys.version.split()[0]}): one client"
-                  f" process per step, {server_processes} reflecting server process(es);"
-                  f" a step holds at coverage p5 ≥ {COVERAGE_GOAL:g} %, mean loss ≤ {LOSS_GOAL:g} %")
-    results: list[dict[str, Any]] = []
+    # The table is wide: never folded. With --json, stdout carries the JSON object alone.
+    console = Console(soft_wrap=True, width=max(170, Console().width), stderr=plan.as_json, highlight=False)
+    machine = _machine(server_processes)
+    console.print(f"density on {machine['summary']}: one client process per step, {server_processes} reflecting"
+                  f" server process(es); a step holds at coverage p5 ≥ {COVERAGE_GOAL:g} %,"
+                  f" mean loss ≤ {LOSS_GOAL:g} %")
     async with reflecting_servers(server_processes) as servers:
         with Progress(console=console, transient=True) as progress:
-            for mode in plan.modes:
-                for use_uvloop in (plan.uvloop if mode != "aiortc" else [False]):
-                    for n in plan.steps[mode]:
-                        result = None
-                        for attempt in (1, 2):  # a step failed by other processes' load is tried once more
-                            result = await _step(mode, n, use_uvloop, plan, servers, progress, console)
-                            if result is None or holds(result) or not contended(result) or attempt == 2:
-                                break
-                            console.print(f"{mode} N={n}: failed while the machine was busy"
-                                          f" (waited for a CPU {result['cpu_wait_percent']:.0f} % of the time): again")
-                            await asyncio.sleep(5)
-                        if result is None:
-                            console.print(f"{mode} N={n}: the worker gave no result")
-                            break
-                        results.append(result)
-                        console.print("  ".join(f"{c}={v}" for c, v in zip(_COLUMNS, _row(result))))
-                        if not holds(result):
-                            break
+            results = await _stepping(plan, servers, progress, console)
+            rss = await _rss_at(plan, results, servers, progress, console) if "peerbot" in plan.modes else None
+        joins = await _joins(plan, servers, console)
     table = Table(title="participants per client process (one core: the GIL)")
     for column in _COLUMNS:
         table.add_column(column, justify="right")
     for result in results:
         table.add_row(*_row(result))
     console.print(table)
-    best: dict[str, dict[str, Any]] = {}
-    for result in results:
-        key = result["mode"] + (" +uvloop" if result["uvloop"] else "")
-        if holds(result) and (key not in best or result["n"] > best[key]["n"]):
-            best[key] = result
-    # CPU per participant (at its full 50 + 50 packets/s) at the largest step each mode held (its
-    # fixed costs best shared), else at its first step: what a free core gives, whatever the
-    # machine's other load did to the wall clock.
-    cost: dict[str, float] = {}
-    for result in results:
-        key = result["mode"] + (" +uvloop" if result["uvloop"] else "")
-        if result["connected"] and key not in cost:
-            cost[key] = result["cpu_ms_per_full_participant"]
-    for key, result in best.items():
-        cost[key] = result["cpu_ms_per_full_participant"]
-    for key in cost:
-        held = best.get(key)
-        shown = (f"held {held['n']} in one process ({held['cpu_percent']:.0f} % of a core,"
-                 f" {held['rss_kb_per_participant']:.0f} kB RSS each)") if held else "held no step"
-        console.print(f"{key}: {shown}; {cost[key]:.2f} ms CPU per participant-second"
-                      f" → ≈ {1000 / cost[key]:.0f} participants per free core")
-    plain_held, plain_cost = best.get("aiortc"), cost.get("aiortc")
-    for key in cost:
-        if key == "aiortc" or plain_cost is None:
-            continue
-        held = best.get(key)
-        by_count = f"{held['n'] / plain_held['n']:.1f}× participants held" if held and plain_held else "–"
-        console.print(f"ratio {key} / plain aiortc: {by_count}, {plain_cost / cost[key]:.1f}× less CPU per participant")
-    console.print("goals: ≥ 150 audio participants per core, ≥ 5× plain aiortc, ≤ 1 MB RSS per participant")
+    figures = density_figures(results, plan.steps, plan.modes, rss, joins, machine)
+    for line in summary_lines(figures) + goal_lines(figures):
+        console.print(line, markup=False)
+    if plan.as_json:
+        print(json.dumps(_finite(figures)), flush=True)
     return 0
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _counts(text: str) -> list[int]:
+    """``N[,N…]`` of whole numbers ≥ 1, or ``none``: an empty list."""
+    if text.strip().lower() == "none":
+        return []
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = [0]
+    if any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"expected N[,N…] of whole numbers ≥ 1, or none; got {text!r}")
+    return counts
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", default="peerbot,aiortc", metavar="M[,M…]",
                    help=f"modes to step through, of {', '.join(MODES)} (default peerbot,aiortc)")
     for mode in MODES:
-        p.add_argument(f"--steps-{mode}", default=",".join(map(str, DEFAULT_STEPS[mode])), metavar="N[,N…]",
+        p.add_argument(f"--steps-{mode}", type=_counts, default=DEFAULT_STEPS[mode], metavar="N[,N…]",
                        help=f"participant counts for {mode} (default {','.join(map(str, DEFAULT_STEPS[mode]))});"
                             " a mode stops at its first step that does not hold")
     p.add_argument("--hold", type=float, default=8.0, metavar="S", help="measured seconds per step (default 8)")
@@ -572,6 +640,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="event loops for the peerbot modes: asyncio, uvloop or both (default both)")
     p.add_argument("--server-processes", type=int, default=1, metavar="P",
                    help="reflecting server processes, participants spread over them (default 1)")
+    p.add_argument("--joins", type=_counts, default=DEFAULT_JOINS, metavar="N[,N…]|none",
+                   help="time N simultaneous joins in peerbot's load mode (peerbot.load, --media encoded, a worker"
+                        " per core) against the bench's reflecting server, the smallest N also against a fresh one"
+                        " (peerbot load --reflect), and plain aiortc at the smallest N in as many processes"
+                        f" (default {','.join(map(str, DEFAULT_JOINS))})")
+    p.add_argument("--rss-at", type=_counts, default=[DEFAULT_RSS_AT], metavar="N|none",
+                   help=f"measure RSS per participant with N peerbot participants in one process even if a smaller"
+                        f" step did not hold (default {DEFAULT_RSS_AT})")
+    p.add_argument("--json", action="store_true",
+                   help="all figures as one JSON object on stdout (the rest goes to stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -580,12 +658,19 @@ def run(args: argparse.Namespace) -> int:
     loops = [name.strip() for name in args.loops.split(",")]
     if unknown or any(name not in ("asyncio", "uvloop") for name in loops):
         raise SystemExit(f"unknown mode or loop: choose modes from {', '.join(MODES)}, loops from asyncio, uvloop")
-    steps = {m: [int(x) for x in getattr(args, f"steps_{m.replace('-', '_')}").split(",")] for m in MODES}
-    plan = _Plan(modes, steps, args.hold, args.settle, args.spawn_rate, [name == "uvloop" for name in loops])
+    if len(args.rss_at) > 1:
+        raise SystemExit("--rss-at takes one count (or none)")
+    steps = {m: getattr(args, f"steps_{m.replace('-', '_')}") for m in MODES}
+    plan = _Plan(modes, steps, args.hold, args.settle, args.spawn_rate, [name == "uvloop" for name in loops],
+                 joins=sorted(set(args.joins)), rss_at=args.rss_at[0] if args.rss_at else None, as_json=args.json)
     return asyncio.run(run_density(plan, args.server_processes))
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
         sys.exit(worker_main(sys.argv[2:]))
-    sys.exit("usage: peerbot bench density (this module's worker is started by it)")
+    if sys.argv[1:2] == ["joins"]:
+        from .bench_joins import joins_main
+
+        sys.exit(joins_main(sys.argv[2:]))
+    sys.exit("usage: peerbot bench density (this module's workers are started by it)")
