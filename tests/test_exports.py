@@ -9,7 +9,8 @@ import types
 import pytest
 
 PUBLIC_PACKAGES = ["peerbot", "peerbot.errors", "peerbot.media", "peerbot.orga", "peerbot.orbit", "peerbot.local",
-                   "peerbot.ice_servers", "peerbot.quality", "peerbot.conversation", "peerbot.load"]
+                   "peerbot.ice_servers", "peerbot.quality", "peerbot.conversation", "peerbot.load",
+                   "peerbot.testing"]
 
 
 def _public_names(module: types.ModuleType) -> set[str]:
