@@ -58,6 +58,35 @@ def _percent(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """A positive, finite number of participants per second (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected participants per second, e.g. 10 or 0.5, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be more than 0 participants per second, got {text!r}")
+    return value
+
+
+def _report(text: str) -> str:
+    """``--report STEM`` checked as ``peerbot call``'s is (its directory must exist and take new
+    files, the stem must name a file), so a bad one is exit 2 before the run, not a lost report after it;
+    the CSV too."""
+    from pathlib import Path
+
+    from ..quality.cli import report_stem
+
+    report_stem(text.removesuffix(".csv") if text.endswith(".csv") else text)
+    stem = Path(text)
+    if stem.suffix in (".json", ".html", ".csv"):
+        stem = stem.with_suffix("")
+    existing = Path(f"{stem}.csv")
+    if existing.exists() and not existing.is_file():
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} exists and is not a file")
+    return text
+
+
 def _threshold(text: str) -> Any:
     from ..load.thresholds import load_threshold
 
@@ -70,7 +99,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                             epilog=f"{EXIT_STATUS}\n\n{JSON_HELP}\n\n{ASSERT_HELP}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--participants", type=_count, required=True, metavar="N", help="participants (Orbit: even)")
-    p.add_argument("--spawn-rate", type=seconds, default=10.0, metavar="R",
+    p.add_argument("--spawn-rate", type=_rate, default=10.0, metavar="R",
                    help="participants started per second, over all workers (default 10)")
     p.add_argument("--duration", type=seconds, default=30.0, metavar="S",
                    help="seconds from the first spawn to the hang-up, spawning included (default 30)")
@@ -94,7 +123,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="the local Orga server reflects RTP back without transcoding (the far side is no bottleneck)")
     p.add_argument("--impair", type=impairment, metavar="SPEC", help="impair every participant's network both ways")
     p.add_argument("--prometheus-port", type=_port, metavar="P", help="serve live metrics on :P/metrics (0: any port)")
-    p.add_argument("--report", metavar="STEM", help="write STEM.json, STEM.csv (a row per participant), STEM.html")
+    p.add_argument("--report", metavar="STEM", type=_report, help="write STEM.json, STEM.csv (a row per participant), STEM.html")
     p.add_argument("--assert", dest="assertions", metavar="EXPR", action="append", type=_threshold, default=None,
                    help='a threshold the load summary must meet, e.g. "setup_p95<=500ms" (repeatable)')
     p.add_argument("--json", action="store_true", help="no live view; the summary as JSON on stdout")

@@ -160,16 +160,32 @@ MEDIA_MODES: Mapping[str, Callable[[LoadConfig], MediaMode]] = {"plain": PlainMe
 def media_mode(config: LoadConfig) -> MediaMode:
     """The mode ``config.media`` names: a key of :data:`MEDIA_MODES` or ``"module:attribute"``."""
     factory = MEDIA_MODES.get(config.media)
-    if factory is None and ":" in config.media:
+    plugged = factory is None and ":" in config.media
+    if plugged:
         module, _, attribute = config.media.partition(":")
+        if not module or not attribute:
+            raise ConfigurationError(f"media mode {config.media!r}: expected module:attribute, e.g. mymodes:Quiet")
         try:
             factory = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigurationError(f"media mode {config.media!r} cannot be loaded: {exc}") from None
     if factory is None:
         raise ConfigurationError(f"unknown media mode {config.media!r}; known: {', '.join(MEDIA_MODES)}"
                                  " (or module:attribute)")
-    mode = factory(config)
+    if not plugged:
+        mode = factory(config)
+    else:  # someone else's code: whatever it raises is a bad --media, not a crash of the run
+        try:
+            mode = factory(config)
+        except PeerbotError:
+            raise
+        except Exception as exc:
+            raise ConfigurationError(f"media mode {config.media!r} cannot be made from the load config:"
+                                     f" {type(exc).__name__}: {exc}") from None
+        missing = [name for name in ("sources", "session_options", "receive") if not callable(getattr(mode, name, None))]
+        if missing:
+            raise ConfigurationError(f"media mode {config.media!r} is not a MediaMode: it has no {', '.join(missing)}"
+                                     " (see peerbot.load.media)")
     if config.decode_sample_percent > 0 and not hasattr(mode, "for_participant"):
         raise ConfigurationError(f"media mode {config.media!r} has no decode sample (no for_participant):"
                                  " leave --decode-sample out")

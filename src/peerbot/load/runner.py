@@ -13,6 +13,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from .messages import Connected, Connecting, Done, Ended, Failed, FirstAudio, He
 from .prometheus import PrometheusExporter
 from .servers import cpu_seconds, local_server
 from .summary import LoadState, ParticipantRecord, WorkerRecord
+from .worker import SETUP_TIMEOUT, WORKER_TERMINATED
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ __all__ = ["LoadResult", "LoadRunner", "run"]
 HELLO_TIMEOUT = 60.0  # seconds for every worker to import and say Hello
 REFRESH_INTERVAL = 0.5  # seconds between updates of the live view and the Prometheus gauges
 WORKER_DIED = "WorkerDied"
+NOT_STARTED = "NotStarted"  # the run ended (not stopped) before its worker started it
 
 
 @dataclass
@@ -62,7 +66,8 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         """Every participant connected and none failed, and no worker died."""
-        return not self.errors and all(w.died is None for w in self.workers)
+        return (not self.errors and all(w.died is None for w in self.workers)
+                and all(p.connected for p in self.participants))
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "duration_s": round(self.duration_s, 3), "interrupted": self.interrupted,
@@ -91,6 +96,7 @@ class LoadRunner:
         self._finished = asyncio.Event()
         self._exporter: PrometheusExporter | None = None
         self._server_pid: int | None = None  # the local server's, when we started it
+        self._terminated: list[tuple[int, str, str]] = []  # WorkerTerminated (index, message, phase), held back
 
     def stop(self) -> None:
         """Hang every participant up now (Ctrl-C): the run ends as soon as they have."""
@@ -101,14 +107,18 @@ class LoadRunner:
         config = self.config
         started_at = time.time()
         async with contextlib.AsyncExitStack() as stack:
+            if config.prometheus_port is not None:  # a port taken is bad usage, before any process starts
+                try:
+                    self._exporter = PrometheusExporter(config.prometheus_port)
+                except OSError as exc:
+                    raise ConfigurationError(f"cannot serve Prometheus metrics on port {config.prometheus_port}:"
+                                             f" {exc.strerror or exc}") from None
+                stack.callback(self._exporter.close)
+                self.prometheus_port = self._exporter.port
             stack.callback(self._reap)
             self._start_workers()  # they import while the server starts
             target = await self._target(stack)
             stack.callback(self._reap)  # again: the workers hang up before the server stops
-            if config.prometheus_port is not None:
-                self._exporter = PrometheusExporter(config.prometheus_port)
-                stack.callback(self._exporter.close)
-                self.prometheus_port = self._exporter.port
             refresher = asyncio.create_task(self._refresh())
             stack.callback(refresher.cancel)
             await self._wait_for_hellos()
@@ -117,11 +127,25 @@ class LoadRunner:
             for conn in self._conns.values():  # Stopped already (Ctrl-C while they started): Stop, not Start
                 self._send(conn, Stop() if self._stop.is_set() else Start(started_at, target))
             await self._wait_until_finished()
+            self._settle()
             self.state.finish()
             self._update()
         return LoadResult(config, self.target, started_at, max(0.0, time.time() - started_at), self.state.summary(),
                           dict(self.state.errors.most_common()), self.state.participants, self.state.workers,
                           self.state.history, self._interrupted)
+
+    def _settle(self) -> None:
+        """At the end: a worker's SIGTERM counts unless we were stopped too (a signal to the whole
+        process group); a participant that never connected within an unstopped run is a failure."""
+        if self._interrupted:
+            return
+        for index, message, phase in self._terminated:
+            self.state.fail(index, WORKER_TERMINATED, message, phase)
+        for p in self.state.participants:
+            if p.state == "waiting":
+                self.state.fail(p.index, NOT_STARTED, "the run ended before this participant was started", "setup")
+            elif p.state == "connecting":
+                self.state.fail(p.index, SETUP_TIMEOUT, "still setting up when the run ended", "setup")
 
     async def _target(self, stack: contextlib.AsyncExitStack) -> dict[str, Any]:
         config = self.config
@@ -159,16 +183,17 @@ class LoadRunner:
 
         context = multiprocessing.get_context("spawn")
         loop = asyncio.get_running_loop()
-        for worker, indices in self._assignment().items():
-            for index in indices:
-                self.state.participants[index].worker = worker
-            ours, theirs = context.Pipe(duplex=True)
-            process = context.Process(target=worker_main, name=f"peerbot-load-worker-{worker}", daemon=True,
-                                      args=(worker, self.config, indices, theirs, self._log_level))
-            process.start()
-            theirs.close()  # so that its end closing (the worker exiting) is our EOF
-            self._conns[worker], self._processes[worker] = ours, process
-            loop.add_reader(ours.fileno(), self._receive, worker)
+        with _signals_ignored_by_children():
+            for worker, indices in self._assignment().items():
+                for index in indices:
+                    self.state.participants[index].worker = worker
+                ours, theirs = context.Pipe(duplex=True)
+                process = context.Process(target=worker_main, name=f"peerbot-load-worker-{worker}", daemon=True,
+                                          args=(worker, self.config, indices, theirs, self._log_level))
+                process.start()
+                theirs.close()  # so that its end closing (the worker exiting) is our EOF
+                self._conns[worker], self._processes[worker] = ours, process
+                loop.add_reader(ours.fileno(), self._receive, worker)
 
     async def _wait_for_hellos(self) -> None:
         waiter = asyncio.create_task(self._hello.wait())
@@ -251,7 +276,10 @@ class LoadRunner:
             if self._exporter is not None:
                 self._exporter.first_audio(message.after_s)
         elif isinstance(message, Failed):
-            state.fail(message.index, message.error, message.message, message.phase)
+            if message.error == WORKER_TERMINATED:  # decided at the end (_settle)
+                self._terminated.append((message.index, message.message, message.phase))
+            else:
+                state.fail(message.index, message.error, message.message, message.phase)
         elif isinstance(message, Ended):
             p = state.participants[message.index]
             p.summary, p.duration_s, p.call_id = dict(message.summary), message.duration_s, message.call_id
@@ -302,6 +330,26 @@ class LoadRunner:
             record = self.state.workers[worker]
             if not record.done and record.died is None:
                 record.died = f"exit code {process.exitcode}"
+
+
+@contextlib.contextmanager
+def _signals_ignored_by_children() -> Any:
+    """Start processes with SIGINT and SIGTERM ignored (dispositions survive exec): a Ctrl-C or a
+    SIGTERM to the whole process group while a worker is still importing must not kill it, the
+    runner hangs it up. Blocked meanwhile here, so that none sent to us is lost. Main thread only
+    (signal.signal's rule); elsewhere the worker ignores them as soon as it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 async def run(config: LoadConfig, *, on_update: Callable[[LoadState], None] | None = None) -> LoadResult:

@@ -1,6 +1,7 @@
 """The far side of a local load test: ``peerbot serve`` (Orga) or ``peerbot serve --orbit`` in a
 process of its own, so it never shares the load generator's GIL. Its own session too: the
-terminal's Ctrl-C reaches the runner, which hangs up first and then stops the server."""
+terminal's Ctrl-C reaches the runner, which hangs up first and then stops the server. On Linux it
+is also sent SIGTERM when the runner dies (a parent-death signal): nothing is left behind."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import PeerbotError
@@ -40,6 +41,7 @@ async def local_server(*, orbit: bool, reflect: bool = False,
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "peerbot.cli.main", "serve", "--port", "0", *args,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent(),
     )
     assert proc.stdout is not None  # stdout=PIPE
     drain: asyncio.Task[None] | None = None
@@ -70,6 +72,23 @@ async def local_server(*, orbit: bool, reflect: bool = False,
         if drain is not None:
             drain.cancel()
             await asyncio.gather(drain, return_exceptions=True)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """For the server's child, before exec (Linux): SIGTERM it when the process that started it dies,
+    so a load runner killed outright (SIGKILL, the OOM killer) leaves no server behind. prctl is
+    looked up here, in the parent: the child only calls it."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+    return lambda: prctl(pr_set_pdeathsig, sigterm, 0, 0, 0) and None
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

@@ -6,7 +6,13 @@ time, and sends a ``Tick`` every second: its loop's lag (how late a 100 ms timer
 its live aiortc decoder threads and every connected participant's figures (with a decode sample,
 the sampled ones' decoded figures too). On ``Stop``, at the end of the run, or when the
 runner goes away (its pipe closes) it hangs every session up and sends ``Done``. SIGINT is
-ignored here: the runner, which gets Ctrl-C too, decides and says ``Stop``.
+ignored here (from the process's birth: the runner starts it with SIGINT and SIGTERM ignored): the
+runner, which gets Ctrl-C too, decides and says ``Stop``. SIGTERM hangs this worker's sessions up
+cleanly (a ``timeout`` or a service manager signals the whole process group): its live participants
+are reported ``WorkerTerminated``, which the runner counts only when it was not itself stopped.
+
+A participant whose session is still being set up when the run ends (or whose set-up is cancelled
+at the hang-up) is ``SetupTimeout``: it never connected within the run.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from .messages import Connected, Connecting, Done, Ended, Failed, FirstAudio, He
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL = 0.1  # seconds between the lag timer's ticks
+SETUP_TIMEOUT = "SetupTimeout"  # still setting up when the run ended
+WORKER_TERMINATED = "WorkerTerminated"  # its worker got SIGTERM (counted unless the runner was stopped too)
 
 
 def worker_main(worker: int, config: LoadConfig, indices: list[int], conn: Connection,
                 log_level: int = logging.WARNING) -> None:
     """The process's entry point (module level, so that spawn can find it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # until the loop handles it (_Worker.run)
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker{worker} %(name)s: %(message)s")
     try:
         asyncio.run(_Worker(worker, config, indices, conn).run())
@@ -51,12 +60,23 @@ class _Worker:
         self.stop = asyncio.Event()
         self.mode: MediaMode | None = None
         self.modes: dict[int, MediaMode] = {}  # index → the mode that participant uses (decode sample)
+        self.phases: dict[int, str] = {}  # index → "setup" or "call", while its session is live
+        self.terminated = False  # SIGTERM: hang up now
+
+    def _terminate(self) -> None:
+        if not self.terminated:
+            self.terminated = True
+            for index, phase in sorted(self.phases.items()):
+                with contextlib.suppress(OSError, ValueError):
+                    self.send(Failed(index, WORKER_TERMINATED, f"worker {self.worker} got SIGTERM", phase))
+        self.stop.set()
 
     def send(self, message: object) -> None:
         self.conn.send(message)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._terminate)
         self.mode = media_mode(self.config)
         _warm_up(self.config)  # imports before Start: the first spawn second is not an import's stall
         self.send(Hello(self.worker, os.getpid()))
@@ -128,26 +148,37 @@ class _Worker:
         if self.stop.is_set():
             return
         assert self.mode is not None
-        mode = self.modes[index] = participant_media(self.mode, index)
-        options: dict[str, Any] = {**self.config.session_options, **mode.session_options()}
-        self.send(Connecting(index, time.time(), decodes=options.get("receive", "decode") != "count"))
         started = time.monotonic()
-        phase = "setup"
+        phase = self.phases[index] = "setup"
         session: Any = None
-        try:
+        try:  # everything from here is the participant's: an error of its media mode is its failure too
+            mode = self.modes[index] = participant_media(self.mode, index)
+            options: dict[str, Any] = {**self.config.session_options, **mode.session_options()}
+            self.send(Connecting(index, time.time(), decodes=options.get("receive", "decode") != "count"))
             session = await self._session(index, mode, options)
             await session.start()
+            if self.stop.is_set():  # connected only once the run had ended: not within the run
+                if not self.terminated:
+                    self.send(Failed(index, SETUP_TIMEOUT, f"still setting up when the run ended"
+                                     f" ({time.monotonic() - started:.1f} s after connect())", phase))
+                return
             self.send(Connected(index, time.monotonic() - started))
-            phase, held_from = "call", time.monotonic()
+            phase = self.phases[index] = "call"
+            held_from = time.monotonic()
             self.sessions[index] = session
             await self._hold(index, session, started)
             if not self.stop.is_set() and session.error:  # ended on its own, abnormally
                 self.send(Failed(index, "SessionEndedError", str(session.error), phase))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the hang-up timeout cancelled it
+            if phase == "setup" and not self.terminated:
+                with contextlib.suppress(OSError, ValueError):
+                    self.send(Failed(index, SETUP_TIMEOUT, f"still setting up when the run ended"
+                                     f" ({time.monotonic() - started:.1f} s after connect())", phase))
             raise
         except Exception as exc:
             self.send(Failed(index, type(exc).__name__, " ".join(str(exc).split())[:300], phase))
         finally:
+            self.phases.pop(index, None)
             self.sessions.pop(index, None)
             if session is not None:
                 await session.close()
