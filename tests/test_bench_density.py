@@ -59,7 +59,8 @@ def test_density_json_lists_every_goal_with_a_verdict_from_its_figure(figures):
     goals = {g["name"]: g for g in figures["goals"]}
     assert set(goals) == GOALS
     assert goals["participants_per_core"]["value"] == figures["per_core"]["peerbot"]["held"]
-    assert goals["participants_per_core"]["met"] is (goals["participants_per_core"]["value"] >= 150)
+    # 10 held and so did every step given: a lower bound below the goal neither meets nor fails it.
+    assert goals["participants_per_core"]["met"] is None
     assert goals["ratio_to_aiortc"]["met"] is (figures["ratio"]["held"] >= 5)
     setup = goals["setup_p95_ms_20_joins"]
     timed = next(j for j in figures["joins"] if (j["mode"], j["server"]) == ("peerbot", "bench"))
