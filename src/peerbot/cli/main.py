@@ -14,7 +14,6 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import ConfigurationError, MediaError, PeerbotError
-from . import bench, call, converse, devices, load, orbit, serve, talk
 from .text import terminal_safe
 
 
@@ -26,6 +25,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand's parser (their modules imported here, where an early Ctrl-C is caught)."""
+    from . import bench, call, converse, devices, load, orbit, serve, talk
+
     parser = _Parser(prog="peerbot", description="A headless participant in WebRTC calls.")
     parser.add_argument("--version", action="version", version=f"peerbot {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
@@ -38,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the modules load: no traceback either
+        return 130
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
