@@ -121,6 +121,32 @@ def test_microphone_refuses_a_shared_processing_together_with_its_own_settings()
         Speaker(echo_reference="yes")  # type: ignore[arg-type]
 
 
+def test_microphone_and_audio_processing_refuse_settings_of_the_wrong_type_naming_them():
+    # "yes" was a TypeError from livekit naming no setting; True was taken as a 1 ms delay;
+    # a string processing= reached the device code.
+    with pytest.raises(ConfigurationError, match=r"echo_cancellation=\) must be True or False, got 'yes'"):
+        Microphone(echo_cancellation="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="auto_gain must be True or False"):
+        AudioProcessing(auto_gain=1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="stream_delay_ms must be a whole number"):
+        AudioProcessing(stream_delay_ms=True)
+    with pytest.raises(ConfigurationError, match="must be an AudioProcessing, got 'yes'"):
+        Microphone(processing="yes")  # type: ignore[arg-type]
+
+
+def test_audio_processing_refuses_samples_of_the_wrong_shape_or_type_and_a_zero_rate_with_a_clear_error():
+    # They were an IndexError, a ZeroDivisionError, or float samples passed through.
+    processing = AudioProcessing()
+    for bad in (np.zeros(480, np.int16), np.zeros((480, 1), np.float32), np.zeros((480, 3), np.int16)):
+        with pytest.raises(ValueError, match=r"int16 samples shaped \(n, channels\)"):
+            processing.process_capture(bad, RATE)
+    with pytest.raises(ValueError, match="reference audio must be int16"):
+        processing.add_reference(np.zeros(480, np.int16), RATE)
+    for side in (processing.process_capture, processing.add_reference):
+        with pytest.raises(ConfigurationError, match="needs a sample rate in Hz, got 0"):
+            side(np.zeros((480, 1), np.int16), 0)
+
+
 def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 

@@ -102,6 +102,14 @@ async def test_an_agent_that_keeps_talking_when_talked_over_fails_the_barge_in()
     assert result.summary()["barge_ins_not_stopped"] == 1
 
 
+async def test_an_answer_over_but_not_followed_by_answer_silence_before_the_timeout_says_so():
+    # It said "the answer went on past the 3 s timeout" of an answer that had ended 1.3 s in.
+    result, _ = await talk(Script([Turn(say="Hello there.", answer_silence=2, timeout=3)]))
+    turn, = result.turns
+    assert turn.failures[0].startswith("the answer was not followed by 2 s of silence within the 3 s timeout")
+    assert turn.response_s is not None and turn.v2v_ms is not None
+
+
 async def test_a_conversation_runs_over_an_orbit_call_too_where_the_demo_user_echoes_us():
     from peerbot import orbit
     from peerbot.cli.orbit_target import orbit_target
@@ -166,11 +174,23 @@ def test_converse_runs_conversations_in_parallel_each_with_its_results_and_exits
     assert "FAIL v2v_max" in done.stderr
 
 
+def test_the_sample_script_fails_its_barge_in_with_an_agent_that_keeps_talking_and_exits_1():
+    # The agent's short reply used to end while we were still saying "Stop please." and counted as a stop.
+    done = converse_cli(str(SAMPLES / "conversation.toml"), "--json", "--agent-keeps-talking")
+    assert done.returncode == 1, done.stderr[-3000:]
+    weather = json.loads(done.stdout)["conversations"][0]["turns"][1]
+    assert weather["barge_in"]["stopped"] is False and weather["barge_in"]["stop_ms"] is None
+    assert any("did not stop while we talked over it" in f for f in weather["failures"])
+    assert "barge-in: did not stop" in done.stderr
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["missing.toml"], "cannot read the script"),
     (["{bad}"], "turn 1: timeout must be a number of seconds"),
     (["{good}", "--assert", "mos>=4"], "unknown metric 'mos'"),
     (["{good}", "--parallel", "0"], "expected a whole number from 1 to 16"),
+    (["{good}", "--parallel", "²"], "expected a whole number from 1 to 16"),  # was "invalid _parallel value"
+    (["{good}", "--parallel", "٣"], "expected a whole number from 1 to 16"),  # was run as 3
 ])
 def test_converse_refuses_bad_scripts_and_options_with_exit_2_and_one_line(tmp_path, args, says):
     (tmp_path / "bad.toml").write_text('[[turns]]\nsay = "Hi"\ntimeout = "soon"\n')

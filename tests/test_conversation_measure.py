@@ -321,3 +321,58 @@ def test_the_report_is_json_and_a_self_contained_page_with_a_timeline_and_latenc
     assert page.count('<svg class="timeline"') == 2 and '<svg class="latency"' in page
     assert "Call quality (conversation 1)" in page and "Thresholds: all 1 passed" in page
     assert "<script" not in page and "src=" not in page and "href=\"http" not in page
+
+
+def test_a_far_side_that_talks_through_the_whole_interruption_did_not_stop_though_its_reply_ended_soon_after():
+    # A short reply played out over our interruption (an agent that keeps talking): it ends 0.3 s
+    # after our interruption, within STOP_TIMEOUT, but it never stopped for us.
+    turn = barge([(12.2, 13.8)], (12.7, 13.5))
+    assert turn.barge_in == BargeIn(0.5, 0.5, None, False) and turn.failed
+    assert any("did not stop while we talked over it" in f and "0.30 s past the end of ours" in f for f in turn.failures)
+    just_in_time = barge([(12.2, 13.45)], (12.7, 13.5))  # a slow stop, but before we were done
+    assert just_in_time.barge_in == BargeIn(0.5, 0.5, 750.0, True) and not just_in_time.failed
+
+
+def test_an_expectation_is_timed_on_the_conversations_clock_like_the_event_that_met_it():
+    # It was timed from the turn's start while the events were timed from the conversation's.
+    heard = InputTranscriptionCompleted("conversation.item.input_audio_transcription.completed", {}, transcript="hello")
+    rec = TurnRecord(2, Turn(say="Hello there.", expect=(Expect("transcript", "hello"),)), 10.0, 14.0, (10.2, 11.0))
+    turn = measure_turn(rec, [(12.2, 13.0)], [(11.5, heard)], origin=4.0, window_end=14.0)
+    assert turn.expectations[0].t == turn.events[0].t == 7.5
+
+
+def test_a_file_longer_than_an_utterance_is_refused_before_it_is_decoded_and_a_corrupt_one_without_ffmpegs_errno(
+        tmp_path, monkeypatch):
+    import wave
+
+    from peerbot.conversation import Script, load_script, prepare_utterances
+    from peerbot.conversation import utterance as utterance_module
+
+    long = tmp_path / "long.wav"
+    with wave.open(str(long), "wb") as w:  # 320 s of 8 kHz silence: 5 MB, decoded to 48 kHz it was 30 MB more
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes(bytes(2 * 8000 * 320))
+    decoded: list[object] = []
+    monkeypatch.setattr(utterance_module, "decode_audio", lambda *a: decoded.append(a) or np.zeros((1, 0), np.int16))
+    with pytest.raises(ConfigurationError, match=r"'long.wav' lasts 320 s; an utterance is at most 300 s"):
+        Utterance.from_file(long)
+    assert not decoded
+    monkeypatch.undo()
+    (tmp_path / "bad.wav").write_bytes(b"not a wav at all")
+    (tmp_path / "s.toml").write_text('[[turns]]\naudio = "bad.wav"\n')
+    script: Script = load_script(tmp_path / "s.toml")
+    with pytest.raises(ConfigurationError) as refused:
+        prepare_utterances(script)
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 's.toml'}: turn 1: cannot decode audio from") and "Errno" not in message
+
+
+def test_an_answer_still_going_when_the_turn_gave_up_has_no_duration_rather_than_the_part_before_the_next_turn():
+    # The far side talked past the timeout, and our next turn cut it: its 1.0 s "answer" was counted.
+    rec = TurnRecord(1, Turn(say="Hello there.", timeout=1.5), 9.8, 12.5, (10.0, 11.0),
+                     gave_up="the answer went on past the 1.5 s timeout")
+    turn = measure_turn(rec, [(11.8, 12.8)], [], origin=0, window_end=12.5)
+    assert turn.response_s is None and turn.answer == (11.8, None) and turn.v2v_ms == pytest.approx(800)
+    assert turn.failures == ("the answer went on past the 1.5 s timeout",)
+    over = TurnRecord(1, Turn(say="Hello there."), 9.8, 14.0, (10.0, 11.0))  # an answer over in time keeps it
+    assert measure_turn(over, [(11.8, 12.8)], [], origin=0, window_end=14.0).response_s == pytest.approx(1.0)

@@ -108,6 +108,22 @@ def test_talk_push_to_talk_without_a_terminal_and_a_non_wav_recording_are_usage_
     assert "--stream-delay" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("delay", ["-5", "501", "1.5", "²"])
+def test_talk_refuses_a_stream_delay_out_of_range_naming_the_option(delay, capsys):
+    # It was refused by AudioProcessing, as "stream_delay_ms", after the devices were opened.
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        main(["talk", "--stream-delay", delay])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --stream-delay: expected whole milliseconds from 0 to 500" in err and "stream_delay_ms" not in err
+
+
+def test_talk_takes_a_device_spec_that_is_not_an_ascii_number_as_a_name():
+    from peerbot.cli.talk import _device
+
+    assert _device("3") == 3 and _device("²") == "²"  # "²" was an "unexpected ValueError"
+
+
 def test_talk_without_livekit_says_pip_install_peerbot_desktop():
     code = ("import sys; sys.modules['livekit'] = None\n"
             "from peerbot.cli.main import main; sys.exit(main(['talk', '--local']))")

@@ -236,8 +236,9 @@ def serve(*argv: str) -> int | str | None:
     (["--assistant", "agent", "--endpointing", "nan"], "--endpointing: expected a number of seconds >= 0"),
     (["--assistant", "agent", "--endpointing", "61"], "expected at most 60 seconds"),
     (["--assistant", "parrot"], "invalid choice: 'parrot'"),
-    (["--think-time", "0.3"], "--think-time tune the voice agent: add --assistant agent"),
-    (["--no-barge-in"], "--no-barge-in tune the voice agent"),
+    (["--think-time", "0.3"], "--think-time tunes the voice agent: add --assistant agent"),
+    (["--no-barge-in"], "--no-barge-in tunes the voice agent"),
+    (["--think-time", "0.3", "--no-barge-in"], "--think-time, --no-barge-in tune the voice agent"),
     (["--assistant", "agent", "--reflect"], "--assistant agent does not go with --reflect"),
     (["--assistant", "agent", "--orbit"], "--assistant agent does not go with --orbit"),
 ])

@@ -45,7 +45,7 @@ MAX_PARALLEL = 16
 
 
 def _parallel(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PARALLEL:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PARALLEL:  # "²" is a digit too
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_PARALLEL}, got {text!r}")
     return int(text)
 
@@ -113,7 +113,8 @@ async def _converse(args: argparse.Namespace) -> int:
     server_options = {"assistant": "agent", **agent_options} if local else {}
     started_at = time.time()
     async with orga_target(local=local, **server_options) as target:
-        console.print(f"Conversation {shown(script.name)}: {len(script.turns)} turns"
+        turns = len(script.turns)
+        console.print(f"Conversation {shown(script.name)}: {turns} turn{'' if turns == 1 else 's'}"
                       f"{f', {args.parallel} at once' if args.parallel > 1 else ''}, with {target.description}")
         run = _Run(script, utterances, target.connect_kwargs, args.parallel)
         results = await run.until_done(hang_up, console if console.is_terminal and not as_json else None)
@@ -217,7 +218,7 @@ def _finish(args: argparse.Namespace, console: Console, script: Any, results: li
     summary = summarize_turns(results)
     for result in results:
         _print_conversation(console, result, len(results) > 1)
-    _print_summary(console, summary)
+    _print_summary(console, summary, sum(t.v2v_ms is not None for r in results for t in r.turns))
     checks = check(summary, args.assertions or [])
     report = None
     status = 0
@@ -255,7 +256,8 @@ def _finish(args: argparse.Namespace, console: Console, script: Any, results: li
 def _print_conversation(console: Console, result: Any, numbered: bool) -> None:
     head = f"Conversation {result.index + 1}" if numbered else "Conversation"
     verdict = "[red]failed[/red]" if result.failed else "passed"
-    console.print(f"{head} {shown(result.conversation_id or '')} {verdict} after {result.duration_s:.1f} s"
+    ident = f" {shown(result.conversation_id)}" if result.conversation_id else ""  # none: it never connected
+    console.print(f"{head}{ident} {verdict} after {result.duration_s:.1f} s"
                   + (f": {shown(result.error)}" if result.error else ""))
     for turn in result.turns:
         figures = []
@@ -279,13 +281,15 @@ def _print_conversation(console: Console, result: Any, numbered: bool) -> None:
             console.print(f"  [red]✗[/red] {update.number:>2} session.update: [red]{shown(update.error)}[/red]")
 
 
-def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+def _print_summary(console: Console, summary: dict[str, Any], measured: int) -> None:
     def ms(name: str) -> str:
         parts = [f"{stat} {format_value(v, 'ms')}" for stat in ("p50", "p95", "max")
                  if (v := summary.get(f"{name}_{stat}")) is not None]
         return ", ".join(parts) if parts else "not measured"
 
-    console.print(f"  voice to voice: {ms('v2v_ms')} over {summary['turns']:.0f} turns")
+    turns = int(summary["turns"])
+    over = f"{turns} turn{'' if turns == 1 else 's'}" if measured == turns else f"{measured} of {turns} turns"
+    console.print(f"  voice to voice: {ms('v2v_ms')} over {over}")
     if summary["barge_ins"]:
         console.print(f"  barge-in stop:  {ms('barge_in_stop_ms')}; {summary['barge_ins_not_stopped']:.0f} of"
                       f" {summary['barge_ins']:.0f} did not stop")

@@ -123,8 +123,9 @@ def _agent_options(args: argparse.Namespace) -> list[str]:
     if args.assistant == "agent" and (args.orbit or args.reflect):
         raise ConfigurationError(f"--assistant agent does not go with {'--orbit' if args.orbit else '--reflect'}")
     if args.assistant != "agent" and given:
-        flags = ", ".join(flag for flag in given if flag.startswith("--"))
-        raise ConfigurationError(f"{flags} tune the voice agent: add --assistant agent")
+        flags = [flag for flag in given if flag.startswith("--")]
+        raise ConfigurationError(f"{', '.join(flags)} {'tunes' if len(flags) == 1 else 'tune'} the voice agent:"
+                                 " add --assistant agent")
     return given
 
 

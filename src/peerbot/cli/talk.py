@@ -63,10 +63,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="send the microphone's echo of the speaker too (for headphones)")
     p.add_argument("--no-noise-suppression", dest="noise_suppression", action="store_false")
     p.add_argument("--no-auto-gain", dest="auto_gain", action="store_false")
-    p.add_argument("--stream-delay", type=int, metavar="MS", default=None,
+    p.add_argument("--stream-delay", type=_stream_delay, metavar="MS", default=None,
                    help="speaker-to-microphone delay for the echo canceller (default: from the devices' latencies)")
     p.add_argument("--local", action="store_true", help="use the embedded server even if ORGA_API_KEY is set")
     p.set_defaults(run=run)
+
+
+def _stream_delay(text: str) -> int:
+    from ..media.audio_processing import MAX_STREAM_DELAY_MS
+
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_STREAM_DELAY_MS:
+        raise argparse.ArgumentTypeError(f"expected whole milliseconds from 0 to {MAX_STREAM_DELAY_MS}, got {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,7 +196,7 @@ def _open_devices(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _device(spec: str | None) -> str | int | None:
-    return int(spec) if spec is not None and spec.isdigit() else spec
+    return int(spec) if spec is not None and spec.isascii() and spec.isdigit() else spec  # "²" is a name
 
 
 def _processing_text(mic: Any) -> str:

@@ -8,9 +8,11 @@ they are checked on synthetic timelines as well as on real calls.
 - **Answer duration**: from that start through every segment that follows within the turn's
   ``answer_silence`` of the previous one.
 - **Barge-in**: the first sound of the next turn's speech sent → the end of the far-side segment
-  under it (where its sound stops), provided the far side stays silent from there until our
-  interruption ends (a pause it resumes from is not a stop). No such end within ``STOP_TIMEOUT``:
-  it did not stop. Begun in a pause of the answer that never resumes: stopped, in 0 ms (noted).
+  under it (where its sound stops), provided that end comes while we still speak and the far side
+  stays silent from there until our interruption ends (a pause it resumes from is not a stop).
+  Speech that goes on past the end of our interruption (an agent that talks through it and ends
+  its reply afterwards), or no such end within ``STOP_TIMEOUT``: it did not stop. Begun in a
+  pause of the answer that never resumes: stopped, in 0 ms (noted).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def measure_turn(record: TurnRecord, far: Sequence[Span], events: Sequence[tuple
     failures: list[str] = []
     notes: list[str] = []
     turn_events = tuple(TurnEvent(e.type, t(at), event_text(e)) for at, e in events)
-    expectations = tuple(_check(expect, events, record.started_at) for expect in turn.expect)
+    expectations = tuple(_check(expect, events, origin) for expect in turn.expect)  # t: as the events'
     failures += [_unmet(expect, events) for expect, r in zip(turn.expect, expectations) if not r.passed]
     base = TurnResult(record.number, "say" if turn.speaks else "silence", turn.label, t(record.started_at),
                       t(record.ended_at), events=turn_events, expectations=expectations)
@@ -107,6 +109,8 @@ def measure_turn(record: TurnRecord, far: Sequence[Span], events: Sequence[tuple
     else:
         limit = interrupter.said[1] if interrupter is not None and interrupter.said else window_end
         end = _answer_end(far, first, turn.answer_silence, limit)
+        if end is not None and record.gave_up and end > record.ended_at:
+            end = None  # still going when we stopped waiting (cut by what came next): its length is unknown
         answer = (t(far[first][0]), None if end is None else t(end))
         response = None if end is None else round(end - far[first][0], 3)
         if record.gave_up:
@@ -163,6 +167,13 @@ def _barge_in(far: Sequence[Span], first: int, turn: Turn, interrupter: TurnReco
         if not resumed:
             stop = end
             break
+    if stop is not None and stop > ours_end and stop - ours <= STOP_TIMEOUT:
+        # Its speech went on to after ours was over: it talked through the whole interruption (an
+        # agent that does not stop just ends its reply there); a stop must come while we speak.
+        failures.append(f"the far side did not stop while we talked over it: its speech went on"
+                        f" {stop - ours_end:.2f} s past the end of ours ({stop - ours:.2f} s after our barge-in"
+                        " began)")
+        return BargeIn(planned, at, None, False)
     if stop is not None and stop - ours <= STOP_TIMEOUT:
         return BargeIn(planned, at, round(max(0.0, stop - ours) * 1000, 1), True)
     if stop is not None:

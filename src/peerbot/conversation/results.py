@@ -31,7 +31,8 @@ class TurnEvent:
 
 @dataclass(frozen=True)
 class ExpectationResult:
-    """An expectation of the turn and whether an event met it (``matched``: that event's text)."""
+    """An expectation of the turn and whether an event met it (``matched``: that event's text, ``t``:
+    its arrival, in seconds since the conversation started, like every other ``t``)."""
 
     expectation: str
     passed: bool
@@ -45,8 +46,9 @@ class BargeIn:
 
     ``planned_s``: the script's ``barge_in_after``; ``at_s``: how far into the answer our voice
     actually started; ``stop_ms``: from the first sound of our speech sent to where the far side's
-    sound stopped (None when it did not stop, or was already quiet: we began in a pause); ``stopped``: whether it stopped within ``STOP_TIMEOUT``
-    and stayed silent while we spoke.
+    sound stopped (None when it did not stop, or was already quiet: we began in a pause);
+    ``stopped``: whether it stopped while we were still speaking (and within ``STOP_TIMEOUT``) and
+    stayed silent for the rest of what we said.
     """
 
     planned_s: float

@@ -49,7 +49,8 @@ def prepare_utterances(script: Script) -> dict[int, Utterance]:
                 cache[key] = Utterance.from_text(step.say) if step.say is not None else Utterance.from_file(
                     step.audio or "")
             except ConfigurationError as exc:
-                raise ConfigurationError(f"turn {number}: {exc}") from None
+                where = f"{script.source}: " if script.source is not None else ""  # as the loader's errors
+                raise ConfigurationError(f"{where}turn {number}: {exc}") from None
         prepared[number] = cache[key]
     return prepared
 
@@ -193,7 +194,10 @@ class ConversationRunner:
         self._note_live_v2v(since)
         self.phase = f"turn {record.number}: listening to the answer"
         if not await self.far.wait_until(lambda: self.far.silent_for() >= turn.answer_silence, deadline, self._stop):
-            self._give_up(record, f"the answer went on past the {turn.timeout:g} s timeout")
+            quiet = self.far.silent_for()
+            self._give_up(record, f"the answer went on past the {turn.timeout:g} s timeout" if quiet < 0.3 else
+                          f"the answer was not followed by {turn.answer_silence:g} s of silence within the"
+                          f" {turn.timeout:g} s timeout (quiet for {quiet:.1f} s when it came)")
 
     def _give_up(self, record: TurnRecord, why: str) -> None:
         """A wait of the turn ended without what it waited for: time, or the conversation's end."""

@@ -124,6 +124,10 @@ class Turn:
             raise ConfigurationError("a turn needs 'say' (text), 'audio' (a file) or 'silence' (seconds)")
         seconds("answer_silence", self.answer_silence, low=MIN_ANSWER_SILENCE, low_inclusive=True, high=60.0)
         seconds("timeout", self.timeout)
+        if self.speaks and self.barge_in_after is None and self.timeout <= self.answer_silence:
+            raise ConfigurationError(f"timeout ({self.timeout:g} s) must be longer than answer_silence"
+                                     f" ({self.answer_silence:g} s): the answer is over only after that much"
+                                     " silence, which must come within the timeout")
         if self.barge_in_after is not None:
             seconds("barge_in_after", self.barge_in_after, low_inclusive=True)
             if not self.speaks:

@@ -10,6 +10,7 @@ Nothing is timed with a timer.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -75,11 +76,27 @@ class Utterance:
     @classmethod
     def from_file(cls, path: str | Path) -> Utterance:
         """The first audio stream of a file (any format FFmpeg reads), mixed to mono."""
+        declared = _declared_seconds(path)
+        if declared is not None and declared > MAX_UTTERANCE_SECONDS + 1:  # refused before it is all decoded
+            raise ConfigurationError(f"{Path(path).name!r} lasts {declared:.0f} s;"
+                                     f" an utterance is at most {MAX_UTTERANCE_SECONDS:g} s")
         try:
             pcm = decode_audio(path, SAMPLE_RATE, 1)[0]
         except MediaError as exc:
-            raise ConfigurationError(str(exc)) from None
+            raise ConfigurationError(re.sub(r"\[Errno -?\d+\] ", "", str(exc))) from None  # FFmpeg's codes say nothing
         return cls.from_pcm(pcm, SAMPLE_RATE, Path(path).name)
+
+
+def _declared_seconds(path: str | Path) -> float | None:
+    """How long the file says its audio lasts (None when it does not say, or cannot be opened)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0] if container.streams.audio else None
+            if stream is not None and stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            return container.duration / av.time_base if container.duration else None
+    except Exception:  # decoding it says what is wrong
+        return None
 
 
 def voiced_span(pcm: np.ndarray, sample_rate: int) -> tuple[float | None, float | None]:

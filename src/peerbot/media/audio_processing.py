@@ -17,6 +17,7 @@ Neither livekit nor its native library is loaded until processing is asked for.
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 from typing import Any
 
@@ -55,10 +56,15 @@ class AudioProcessing:
         high_pass_filter: bool = True,
         stream_delay_ms: int | None = None,
     ) -> None:
+        for name, value in (("echo_cancellation", echo_cancellation), ("noise_suppression", noise_suppression),
+                            ("auto_gain", auto_gain), ("high_pass_filter", high_pass_filter)):
+            if not isinstance(value, bool):  # "no" is true, and livekit's own error names no setting
+                raise ConfigurationError(f"{name} must be True or False, got {value!r}")
         if not (echo_cancellation or noise_suppression or auto_gain or high_pass_filter):
             raise ConfigurationError("AudioProcessing with every stage off would do nothing; turn one on")
         if stream_delay_ms is not None and not (
-            isinstance(stream_delay_ms, int) and 0 <= stream_delay_ms <= MAX_STREAM_DELAY_MS
+            isinstance(stream_delay_ms, int) and not isinstance(stream_delay_ms, bool)
+            and 0 <= stream_delay_ms <= MAX_STREAM_DELAY_MS
         ):
             raise ConfigurationError(
                 f"stream_delay_ms must be a whole number of milliseconds from 0 to {MAX_STREAM_DELAY_MS},"
@@ -104,6 +110,7 @@ class AudioProcessing:
         """The microphone's ``samples`` (int16, ``(n, channels)``, n a whole number of 10 ms
         chunks) cleaned: echo taken out, noise suppressed, gain applied. A new array."""
         chunk = chunk_samples(sample_rate)
+        _check_samples(samples, "capture")
         if len(samples) % chunk:
             raise ValueError(f"capture audio must come in 10 ms chunks ({chunk} samples at {sample_rate} Hz),"
                              f" got {len(samples)} samples")
@@ -129,6 +136,7 @@ class AudioProcessing:
             self.output_latency = float(output_latency)
         if not self.echo_cancellation:
             return
+        _check_samples(samples, "reference")
         channels = samples.shape[1]
         chunk = chunk_samples(sample_rate)
         with self._lock:
@@ -149,8 +157,18 @@ class AudioProcessing:
         return self._rtc.AudioFrame(data, sample_rate, channels, len(samples))
 
 
+def _check_samples(samples: np.ndarray, side: str) -> None:
+    if not (isinstance(samples, np.ndarray) and samples.ndim == 2 and samples.dtype == np.int16
+            and samples.shape[1] in (1, 2)):
+        shape = getattr(samples, "shape", None)
+        raise ValueError(f"{side} audio must be int16 samples shaped (n, channels) with 1 or 2 channels,"
+                         f" got {type(samples).__name__} {getattr(samples, 'dtype', '')} {shape}")
+
+
 def chunk_samples(sample_rate: int) -> int:
     """Samples in one 10 ms chunk; ``ConfigurationError`` for a rate that has no whole 10 ms."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
+        raise ConfigurationError(f"audio processing needs a sample rate in Hz, got {sample_rate!r}")
     if sample_rate % 100:
         raise ConfigurationError(
             f"audio processing works in 10 ms chunks, which {sample_rate} Hz does not divide into;"

@@ -236,6 +236,12 @@ class Microphone(MediaStreamTrack):
 def _processing(given: AudioProcessing | None, echo_cancellation: bool, noise_suppression: bool, auto_gain: bool,
                 stream_delay_ms: int | None) -> AudioProcessing | None:
     """The microphone's processing: the one given, one made from the flags, or None."""
+    for name, value in (("echo_cancellation", echo_cancellation), ("noise_suppression", noise_suppression),
+                        ("auto_gain", auto_gain)):
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"Microphone({name}=) must be True or False, got {value!r}")
+    if given is not None and not isinstance(given, AudioProcessing):
+        raise ConfigurationError(f"Microphone(processing=) must be an AudioProcessing, got {given!r}")
     asked = echo_cancellation or noise_suppression or auto_gain
     if stream_delay_ms is not None and given is None and not echo_cancellation:
         raise ConfigurationError("stream_delay_ms is the echo canceller's: it needs echo_cancellation=True")
