@@ -5,6 +5,9 @@
 sources (microphone, file, app-pushed, synthetic) and sinks (speaker, recorder);
 ``peerbot.local`` has the local Orga- and Orbit-compatible servers. ``session.stats()`` returns a
 ``peerbot.StatsReport`` (W3C stats per stream and a summary; README "Call quality figures").
+
+PYTEST_DONT_REWRITE: the package holds a pytest plugin, and a test file may import peerbot before
+pytest starts (``pytest.main`` from a script); peerbot asserts nothing pytest should rewrite.
 """
 
 from __future__ import annotations
