@@ -31,9 +31,10 @@ test-debs:
 		$(APT) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(APT) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-## make test: install everything the tests need (Debian packages included) and run them.
+## make test: install everything the tests need (Debian packages included) and run them,
+## two at a time (most tests wait on real-time media; see tests/conftest.py for what stays serial).
 test: install test-debs typecheck
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n 2 --dist loadgroup
 
 ## make typecheck: mypy over src/ (strict flags on the public modules, see pyproject.toml).
 typecheck: install

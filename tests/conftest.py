@@ -50,6 +50,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         needed |= {_MARKER_OF_MODULE[m] for m in _modules_reached(functions) if m in _MARKER_OF_MODULE}
         for marker in sorted(needed):
             item.add_marker(marker)
+        if config.pluginmanager.hasplugin("xdist"):
+            # In parallel (make test: -n 2 --dist loadgroup): a file's tests on one worker, so its
+            # module fixtures run once; and one PulseAudio daemon, so its tests one after another.
+            item.add_marker(pytest.mark.xdist_group("pulseaudio" if "pulseaudio" in needed else item.nodeid.split("::")[0]))
 
 
 def _modules_reached(functions: list) -> set[str]:

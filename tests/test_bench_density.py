@@ -20,7 +20,7 @@ TINY = ["bench", "density", "--modes", "peerbot,aiortc", "--steps-peerbot", "10"
 GOALS = {"participants_per_core", "ratio_to_aiortc", "rss_kb_per_participant_at_300", "setup_p95_ms_20_joins"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker: xdist may interleave other files between its tests
 def figures() -> dict:
     """One tiny real run: a step per mode, an RSS step at 20, 20 joins at once three ways."""
     result = subprocess.run([*PEERBOT, *TINY], capture_output=True, text=True, timeout=150, env=ENV)

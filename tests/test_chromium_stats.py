@@ -202,7 +202,7 @@ async def settle(peer: Peer, page: Any) -> dict[str, Any]:
     return settled
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker: xdist may interleave other files between its tests
 def measured() -> dict[str, Measured]:
     """All cases, one after another on one Chromium page (its own event loop: run once)."""
 

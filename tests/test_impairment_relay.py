@@ -32,14 +32,19 @@ async def test_delay_on_a_relay_only_peer_goes_through_its_turn_allocation_into_
         network = attach(a, NetworkImpairment(send=Impairment(delay=0.15)))
         await a.accept_answer(await b.accept_offer(await a.create_offer()))
         await asyncio.gather(a.wait_connected(15), b.wait_connected(15))
-        await asyncio.sleep(3)  # a few RTCP receiver reports
-        report = await a._pc.getStats()
-        rtt = [s.roundTripTime for s in report.values() if s.type == "remote-inbound-rtp"]
+        # Until a receiver report echoes one of our sender reports (both sides' intervals are random).
+        rtt: list[float] = []
+        for _ in range(40):
+            await asyncio.sleep(0.25)
+            rtt = [r.roundTripTime for r in a.stats().remote_inbound_rtp if r.roundTripTime is not None]
+            if rtt:
+                break
         pair = a.candidate_pair()
     finally:
         await asyncio.gather(a.close(), b.close())
         for tone in tones:
             tone.stop()
+    assert rtt, "no round-trip time in 10 s"
     print(f"\npair {pair}; RTT {rtt[0] * 1000:.0f} ms; sent {network.send}")
     assert pair is not None and pair.local_type == "relay"
     assert 0.14 <= rtt[0] <= 0.25  # 150 ms one way, the rest coturn's loopback relay
