@@ -94,6 +94,10 @@ def test_scripts_built_in_python_are_checked_like_files():
     ('[[turns]]\nsay = "Hi"\ntimeout = 1e300', "turn 1: timeout must be above 0 s and at most 600 s"),
     ('[[turns]]\nsay = "Hi"\ntimeout = nan', "turn 1: timeout must be a number of seconds"),
     ('[[turns]]\nsay = "Hi"\nanswer_silence = 0.1', "turn 1: answer_silence must be at least 0.3 s"),
+    # It could never pass ("the answer went on past the 3 s timeout", though the answer was over).
+    ('[[turns]]\nsay = "Hi"\nanswer_silence = 5\ntimeout = 3',
+     "turn 1: timeout (3 s) must be longer than answer_silence (5 s)"),
+    ('[defaults]\nanswer_silence = 2\n[[turns]]\nsay = "Hi"\ntimeout = 2', "turn 1: timeout (2 s) must be longer"),
     ('[[turns]]\nsay = "Hi"\nbarge_in_after = -1', "turn 1: barge_in_after must be at least 0 s"),
     ('[[turns]]\nsay = "Hi"\n[[turns]]\nsilence = 99999', "turn 2: silence must be above 0 s and at most 600 s"),
     ('[[turns]]\nsay = "Hi"\nsilence = 1', "turn 1: 'silence' is a turn that says nothing"),
