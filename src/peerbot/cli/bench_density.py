@@ -43,7 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -249,6 +249,31 @@ async def _plain_participant(base_url: str, key: str, audio: Any, rtp: str) -> A
     return participant
 
 
+@dataclass
+class _Joiner:
+    """Joins participants of one mode over ``servers`` in turn, keeping each set-up time (s) and
+    the failures by error type."""
+
+    mode: str
+    servers: list[tuple[str, str]]
+    audio: Any
+    setups: list[float] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    async def join(self, i: int) -> Any:
+        """Participant ``i``, or None when it failed to join."""
+        join = _plain_participant if self.mode == "aiortc" else _peerbot_participant
+        base_url, key = self.servers[i % len(self.servers)]
+        started = time.monotonic()
+        try:
+            participant = await join(base_url, key, self.audio, "aiortc" if self.mode == "peerbot-aiortc-path" else "lean")
+        except Exception as exc:
+            self.failures[type(exc).__name__] = self.failures.get(type(exc).__name__, 0) + 1
+            return None
+        self.setups.append(time.monotonic() - started)
+        return participant
+
+
 def _cpu_wait_seconds() -> float:
     """Seconds the main thread has waited on a run queue for a CPU (other processes had them)."""
     try:
@@ -272,32 +297,17 @@ async def run_worker(mode: str, n: int, servers: list[tuple[str, str]], spawn_ra
     """Join ``n`` participants of ``mode``, measure the hold window, close them: the figures."""
     from ..media.encoded import EncodedAudio
 
-    audio = EncodedAudio.tone(440.0)
-    join: Callable[..., Any] = _plain_participant if mode == "aiortc" else _peerbot_participant
-    rtp = "aiortc" if mode == "peerbot-aiortc-path" else "lean"
+    joiner = _Joiner(mode, servers, EncodedAudio.tone(440.0))
     if mode == "aiortc":  # warm the codecs up, as the encoded tone did for peerbot
         import av
         av.CodecContext.create("libopus", "w")
     rss_before = _rss_kb()
     lag = _LagMeter()
     lag.start()
-    setups: list[float] = []
-    failures: dict[str, int] = {}
-
-    async def one(i: int) -> Any:
-        base_url, key = servers[i % len(servers)]
-        started = time.monotonic()
-        try:
-            participant = await join(base_url, key, audio, rtp)
-        except Exception as exc:
-            failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
-            return None
-        setups.append(time.monotonic() - started)
-        return participant
-
+    setups, failures = joiner.setups, joiner.failures
     joining = []
     for i in range(n):
-        joining.append(asyncio.ensure_future(one(i)))
+        joining.append(asyncio.ensure_future(joiner.join(i)))
         if (i + 1) % 10 == 0 or i + 1 == n:
             _say("progress", joined=i + 1)
         await asyncio.sleep(1 / spawn_rate)

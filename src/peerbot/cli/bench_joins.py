@@ -25,7 +25,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -136,28 +135,12 @@ async def _message(proc: asyncio.subprocess.Process) -> dict[str, Any]:
 
 async def _join_at_once(mode: str, n: int, servers: list[tuple[str, str]]) -> dict[str, Any]:
     from ..media.encoded import EncodedAudio
-    from .bench_density import _peerbot_participant, _plain_participant
+    from .bench_density import _Joiner
 
-    audio = None if mode == "aiortc" else EncodedAudio.tone(440.0)
-    join = _plain_participant if mode == "aiortc" else _peerbot_participant
-    rtp = "aiortc" if mode == "peerbot-aiortc-path" else "lean"
-    setups: list[float] = []
-    failures: dict[str, int] = {}
-
-    async def one(i: int) -> Any:
-        base_url, key = servers[i % len(servers)]
-        started = time.monotonic()
-        try:
-            participant = await join(base_url, key, audio, rtp)
-        except Exception as exc:
-            failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
-            return None
-        setups.append(1000 * (time.monotonic() - started))
-        return participant
-
-    participants = [p for p in await asyncio.gather(*(one(i) for i in range(n))) if p is not None]
+    joiner = _Joiner(mode, servers, None if mode == "aiortc" else EncodedAudio.tone(440.0))
+    participants = [p for p in await asyncio.gather(*(joiner.join(i) for i in range(n))) if p is not None]
     await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
-    return {"setups_ms": setups, "failures": failures}
+    return {"setups_ms": [1000 * s for s in joiner.setups], "failures": joiner.failures}
 
 
 def joins_main(argv: list[str]) -> int:

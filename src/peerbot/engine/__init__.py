@@ -5,3 +5,6 @@ DEBUG logs free of ICE passwords and TURN credentials (see ``_aiortc``).
 """
 
 from . import _aiortc  # noqa: F401  (the version check and the log filter run on import)
+from ._aiortc import ParkedTrack
+
+__all__ = ["ParkedTrack"]

@@ -313,8 +313,9 @@ def without_decoder(receiver: RTCRtpReceiver, on_started: Callable[[], None] | N
     receiver.receive = receive_without_decoding  # type: ignore[method-assign]
 
 
-class _ParkedTrack(MediaStreamTrack):
-    """A track that yields nothing until it stops."""
+class ParkedTrack(MediaStreamTrack):
+    """A track that yields nothing until it stops: it gives a sender its place in the SDP while
+    something else sends (a reflector) or nothing does (an idle sender)."""
 
     def __init__(self, kind: str) -> None:
         super().__init__()
@@ -338,12 +339,12 @@ def park_idle_sender(sender: RTCRtpSender, kind: str) -> None:
     that never yields: without one, aiortc's sender task wakes every 20 ms to look for a track,
     50 wake-ups a second per idle sender. Nothing changes on the wire. The track stops with the sender."""
     if sender.track is None:
-        sender.replaceTrack(_ParkedTrack(kind))
+        sender.replaceTrack(ParkedTrack(kind))
 
 
 def is_parked(track: MediaStreamTrack | None) -> bool:
     """Whether ``track`` is the placeholder ``park_idle_sender`` gave a sender."""
-    return isinstance(track, _ParkedTrack)
+    return isinstance(track, ParkedTrack)
 
 
 class _SeqTs:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..engine import ParkedTrack
 from ..engine.ice import IceServerEntry
 from ..errors import SessionEndedError
 from ..media.streams import Subscription
@@ -22,7 +23,6 @@ from ..orga.params import SessionParams
 from ._assistant_call import SESSION_UPDATE, AssistantCall, error_message
 from ._speech import SpeechBurstDetector
 from .echo_track import DelayedEchoTrack
-from .reflector import ParkedAudioTrack
 
 __all__ = ["EchoCall", "SESSION_UPDATE", "error_message"]
 
@@ -48,10 +48,12 @@ class EchoCall(AssistantCall):
     ) -> None:
         super().__init__(params, ice_servers=ice_servers, connect_timeout=connect_timeout, on_closed=on_closed,
                          reflect=reflect)
-        # Reflecting (``reflector``): the caller's RTP goes straight back, nothing is decoded.
+        # Reflecting (``LocalOrgaServer(reflect=True)``, the way an SFU forwards, so that a density
+        # test measures the participants, not the server): the caller's RTP goes straight back,
+        # nothing decoded; the audio track only holds the sender's place, the reflector sends.
         self.reflect = reflect
         self._echo = DelayedEchoTrack(echo_delay)
-        self._parked = ParkedAudioTrack() if reflect else None
+        self._parked = ParkedTrack("audio") if reflect else None
 
     @property
     def audio_frames_sent(self) -> int:

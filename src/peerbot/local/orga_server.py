@@ -85,7 +85,7 @@ class LocalOrgaServer(Listener):
     or 408); an idle keep-alive connection is closed after ``idle_timeout`` (``read_timeout``,
     at least 15 s).
 
-    ``reflect=True`` answers with a reflecting call instead of the echo (``local.reflector``): each
+    ``reflect=True`` answers with a reflecting call instead of the echo (``engine.Peer(reflect=True)``): each
     caller's RTP goes straight back undecoded, so the server is not the bottleneck of a load test.
     ``reuse_port`` with one ``token_secret`` lets several processes serve one port (``peerbot serve
     --processes``): the kernel spreads the connections, and a token from one is good in all.

@@ -6,6 +6,9 @@ sounddevice (and through it PortAudio) is imported only when a device is actuall
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -45,6 +48,13 @@ def import_sounddevice() -> ModuleType:
         raise AudioDeviceError(f"PortAudio is not available ({exc}); {_INSTALL_PORTAUDIO}") from exc
     module: ModuleType = sounddevice
     return module
+
+
+def call_in_loop(loop: asyncio.AbstractEventLoop | None, callback: Callable[[], None]) -> None:
+    """From a PortAudio thread: run ``callback`` on ``loop``; nothing when there is none or it closed."""
+    if loop is not None:
+        with contextlib.suppress(RuntimeError):  # the loop closed
+            loop.call_soon_threadsafe(callback)
 
 
 def list_devices() -> list[AudioDevice]:

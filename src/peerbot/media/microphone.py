@@ -15,7 +15,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..errors import AudioDeviceError, ConfigurationError
 from . import audio_processing
 from .audio_processing import AudioProcessing
-from .devices import device_info, import_sounddevice, resolve_device
+from .devices import call_in_loop, device_info, import_sounddevice, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +174,8 @@ class Microphone(MediaStreamTrack):
 
     def _on_finished(self) -> None:
         # PortAudio thread: the stream became inactive. Unless stop() did it, the device went away.
-        loop = self._loop
-        if self._stopping or loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(self._lost)
-        except RuntimeError:
-            pass  # loop closed
+        if not self._stopping:
+            call_in_loop(self._loop, self._lost)
 
     def _lost(self) -> None:
         if self._stopping or self.device_error is not None:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import AudioDeviceError, ConfigurationError, MediaError
 from . import audio_processing
 from .audio_processing import AudioProcessing
-from .devices import device_info, import_sounddevice, resolve_device
+from .devices import call_in_loop, device_info, import_sounddevice, resolve_device
 from .frames import AudioFrame
 
 log = logging.getLogger(__name__)
@@ -171,13 +171,8 @@ class Speaker:
 
     def _on_finished(self) -> None:
         # PortAudio thread: the stream became inactive. Unless close() did it, the device went away.
-        loop = self._loop
-        if self._closed or loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(self._lost)
-        except RuntimeError:
-            pass  # loop closed
+        if not self._closed:
+            call_in_loop(self._loop, self._lost)
 
     def _lost(self) -> None:
         if self._closed or self.device_error is not None:
