@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from rich.console import Console
 from rich.progress import Progress
 
+from .options import count
 from .options import seconds as _seconds
 from .orga_target import LOCAL_USER_EMAIL
 
@@ -24,7 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("bench", help="run a benchmark and print its figures")
     which = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     setup = which.add_parser("setup", help="time from connect() to the first received audio frame")
-    setup.add_argument("--sessions", type=_at_least_one, default=20, help="sessions per phase (default 20)")
+    setup.add_argument("--sessions", type=count, default=20, help="sessions per phase (default 20)")
     setup.set_defaults(run=run_setup)
     quality = which.add_parser("quality", help="what N simultaneous calls receive: coverage, concealment, MOS"
                                " (a starved machine must show it)")
@@ -40,14 +41,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     density.set_defaults(run=bench_density.run)
 
 
-def _at_least_one(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
 
 def _counts(text: str) -> list[int]:
-    return [_at_least_one(part.strip()) for part in text.split(",")]
+    return [count(part.strip()) for part in text.split(",")]
 
 
 def run_quality(args: argparse.Namespace) -> int:

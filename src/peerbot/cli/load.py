@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from ..quality.thresholds import check
-from .options import impairment, seconds
+from .options import count, impairment, seconds
 from .serve import _port
 
 EXIT_STATUS = ("exit status: 0 every participant connected and held, 1 a participant failed, a worker died or a"
@@ -40,11 +40,6 @@ ASSERT_HELP = textwrap.fill(
 JSON_HELP = ("--json, or stdout not a terminal: no live view; the summary is one JSON object on stdout"
              " (target, summary, errors, workers, participants); the rest goes to stderr.")
 
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
 
 
 def _percent(text: str) -> float:
@@ -98,7 +93,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                          " server in another process by default)",
                             epilog=f"{EXIT_STATUS}\n\n{JSON_HELP}\n\n{ASSERT_HELP}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-n", "--participants", type=_count, required=True, metavar="N", help="participants (Orbit: even)")
+    p.add_argument("-n", "--participants", type=count, required=True, metavar="N", help="participants (Orbit: even)")
     p.add_argument("--spawn-rate", type=_rate, default=10.0, metavar="R",
                    help="participants started per second, over all workers (default 10)")
     p.add_argument("--duration", type=seconds, default=30.0, metavar="S",
@@ -106,7 +101,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="tone", metavar="tone[:HZ]|silence|FILE[:loop]",
                    help="audio every participant sends (default: a 440 Hz tone)")
     p.add_argument("--video", default="none", metavar="pattern|none|FILE[:loop]", help="video every participant sends")
-    p.add_argument("--workers", type=_count, default=None, metavar="K",
+    p.add_argument("--workers", type=count, default=None, metavar="K",
                    help="worker processes (default: one per core)")
     p.add_argument("--media", default="plain", metavar="MODE",
                    help="participants' media mode: plain (live encode, aiortc decode; default), encoded (Opus"

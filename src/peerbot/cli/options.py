@@ -58,6 +58,13 @@ def network_impairment(args: argparse.Namespace) -> NetworkImpairment | None:
     return network if network is not None and network.active else None
 
 
+def count(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # "²" is a digit too
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def seconds(text: str) -> float:
     """A positive, finite number of seconds (argparse type)."""
     try:

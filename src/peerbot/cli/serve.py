@@ -29,7 +29,7 @@ from ..local.orga_server import MAX_TOKEN_TTL
 from ..local.orga_server import ASSISTANTS, LocalOrgaServer
 from ..local.voice_agent import DEFAULT_ENDPOINTING, DEFAULT_THINK_TIME
 from ..local.voice_agent import MAX_SECONDS as AGENT_MAX_SECONDS
-from .options import seconds
+from .options import count, seconds
 
 DEMO_USER = "alice"
 
@@ -63,9 +63,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     orga.add_argument("--reflect", action="store_true",
                       help="send each caller's RTP straight back undecoded (like an SFU) instead of the echo"
                            " assistant: a far side that is not the bottleneck of a load test")
-    orga.add_argument("--max-calls", type=_positive, default=32, metavar="N",
+    orga.add_argument("--max-calls", type=count, default=32, metavar="N",
                       help="live calls at most, per process (default 32)")
-    orga.add_argument("--processes", type=_positive, default=1, metavar="P",
+    orga.add_argument("--processes", type=count, default=1, metavar="P",
                       help="serve the port from P processes (SO_REUSEPORT: the kernel spreads the callers), so"
                            " one process's GIL does not cap a load test (default 1)")
     orga.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --processes child
@@ -88,12 +88,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0 picks a free one), got {text!r}")
     return int(text)
 
-
-def _positive(text: str) -> int:
-    """A whole number >= 1 (argparse type)."""
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
 
 
 def _delay(text: str) -> float:
