@@ -18,9 +18,8 @@ from rich.console import Console
 from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
-from ..quality import report_meta, summarize
-from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report
-from .held_call import hold_call
+from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options
+from .held_call import finish_call, hold_call
 from .live import Received
 from .options import add_impairment_options, add_media_options, add_reconnect_option, open_media
 from .signals import HangUpSignal, Interrupted
@@ -118,16 +117,7 @@ async def _call(args: argparse.Namespace) -> int:
     if server_counts:
         console.print(f"  server:   {server_counts}")
     report_recording(summary, session.recorder, console)
-    meta = report_meta("call", target.description, started_at=held.started_at, duration_s=summary.duration_s,
-                       candidate_pair=held.candidate_pair, codecs=held.codecs,
-                       impairment=str(media.impair) if media.impair else None)
-    outcome: dict[str, Any] = {}
-    failed = finish_report(args, summary=summarize(held.history), history=held.history, meta=meta, console=console,
-                           outcome=outcome)
-    summary.thresholds, summary.report = outcome.get("thresholds", []), outcome.get("report")
-    if failed and summary.exit_status == 0:
-        summary.exit_status = failed
-    return summary.finish(args.json)
+    return finish_call(args, summary, held, media, console, target.description)
 
 
 async def _print_events(session: Any, got: Received, console: Console) -> None:

@@ -3,6 +3,7 @@ of what arrives, the latency probe, then the hang-up and the figures both comman
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -11,8 +12,8 @@ from typing import Any
 
 from rich.console import Console
 
-from ..quality import Sample
-from ..quality.cli import latency_figures, latency_tasks
+from ..quality import Sample, report_meta, summarize
+from ..quality.cli import finish_report, latency_figures, latency_tasks
 from ..quality.report import codecs_of
 from .live import Ending, Received, count_audio, hold, play
 from .options import Media
@@ -77,3 +78,18 @@ async def hold_call(session: Any, media: Media, got: Received, summary: CallSumm
             setattr(summary, name, value)
     summary.add_received(got)
     return HeldCall(ending, started, started_at, ended, error, end_reason, pair, codecs, history)
+
+
+def finish_call(args: argparse.Namespace, summary: CallSummary, held: HeldCall, media: Media, console: Console,
+                with_whom: str) -> int:
+    """The report and thresholds of a held call (``--report``, ``--assert``), then the summary: the exit status."""
+    meta = report_meta(summary.command, with_whom, started_at=held.started_at, duration_s=summary.duration_s,
+                       candidate_pair=held.candidate_pair, codecs=held.codecs,
+                       impairment=str(media.impair) if media.impair else None)
+    outcome: dict[str, Any] = {}
+    failed = finish_report(args, summary=summarize(held.history), history=held.history, meta=meta, console=console,
+                           outcome=outcome)
+    summary.thresholds, summary.report = outcome.get("thresholds", []), outcome.get("report")
+    if failed and summary.exit_status == 0:
+        summary.exit_status = failed
+    return summary.finish(args.json)

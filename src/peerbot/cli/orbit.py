@@ -12,16 +12,15 @@ import argparse
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from ..errors import CallNotConnectedError, ConfigurationError, NoCallError, PeerbotError
 from ..orbit import User
-from ..quality import report_meta, summarize
-from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options, finish_report
+from ..quality.cli import ASSERT_HELP, add_latency_option, add_report_options
 from .call import EXIT_STATUS
-from .held_call import hold_call
+from .held_call import finish_call, hold_call
 from .live import Received, count_video
 from .options import Media, add_impairment_options, add_media_options, add_reconnect_option, open_media, seconds
 from .signals import HangUpSignal, Interrupted
@@ -207,16 +206,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
     if args.metrics_interval:
         console.print(f"  metrics:  {session.metrics_submitted} samples submitted")
     report_recording(summary, session.recorder, console)
-    meta = report_meta(summary.command, with_whom, started_at=held.started_at, duration_s=summary.duration_s,
-                       candidate_pair=held.candidate_pair, codecs=held.codecs,
-                       impairment=str(media.impair) if media.impair else None)
-    outcome: dict[str, Any] = {}
-    failed = finish_report(args, summary=summarize(held.history), history=held.history, meta=meta, console=console,
-                           outcome=outcome)
-    summary.thresholds, summary.report = outcome.get("thresholds", []), outcome.get("report")
-    if failed and summary.exit_status == 0:
-        summary.exit_status = failed
-    return summary.finish(args.json)
+    return finish_call(args, summary, held, media, console, with_whom)
 
 
 def _local(args: argparse.Namespace) -> bool | None:

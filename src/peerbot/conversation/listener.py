@@ -14,7 +14,6 @@ computed from the smoothed clock once the conversation is over.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 
 from ..media.frames import AudioFrame
 from ..media.vad import VoiceActivityDetector
+from ..quality.arrivals import ArrivalTimeline
 
 __all__ = ["FarSideSpeech", "SpeechSegment"]
 
@@ -56,12 +56,7 @@ class FarSideSpeech:
 
     def __init__(self, vad: VoiceActivityDetector | None = None) -> None:
         self._vad = vad
-        self._rate: int | None = None
-        self._fed = 0  # samples fed so far
-        self._starts: list[int] = []  # per frame: its first sample's index in the stream
-        self._stamps: list[float] = []  # its RTP-timeline timestamp (s)
-        self._arrivals: list[float] = []  # when it reached us (monotonic)
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._timeline = ArrivalTimeline(SMOOTHING_SECONDS)
         self._loud = bytearray()  # per VAD frame: whether it has sound (above the floor)
         self._floor = 32768.0 * 10 ** (SOUND_FLOOR_DBFS / 20)
         self._pending = np.zeros(0, dtype=np.int16)  # the start of the next VAD frame
@@ -100,21 +95,11 @@ class FarSideSpeech:
         """Take one received frame that reached us at monotonic ``arrived_at``."""
         if self._vad is None:
             self._vad = VoiceActivityDetector(frame.sample_rate)
-        if self._rate is None:
-            self._rate = self._vad.sample_rate
-        if frame.sample_rate != self._rate:
-            raise ValueError(f"frames at {frame.sample_rate} Hz fed to a VAD at {self._rate} Hz")
-        stamp = frame.timestamp
-        if self._stamps and stamp <= self._stamps[-1] + 1e-6:
-            # Pieces of one resampled frame share its timestamp: place them one after another.
-            stamp = self._stamps[-1] + (self._fed - self._starts[-1]) / self._rate
-        self._starts.append(self._fed)
-        self._stamps.append(stamp)
-        self._arrivals.append(arrived_at)
-        self._arrays = None
+        if frame.sample_rate != self._vad.sample_rate:
+            raise ValueError(f"frames at {frame.sample_rate} Hz fed to a VAD at {self._vad.sample_rate} Hz")
         data = frame.data
         mono = data[0] if data.shape[0] == 1 else data.astype(np.int32).mean(axis=0).astype(np.int16)
-        self._fed += len(mono)
+        self._timeline.add(frame.timestamp, len(mono), frame.sample_rate, arrived_at)
         self.frames += 1
         self._note_loudness(mono)
         for edge in self._vad.feed(mono):
@@ -178,34 +163,17 @@ class FarSideSpeech:
     def arrival_of(self, position: float) -> float:
         """Monotonic time at which the audio at ``position`` reached us: its frame's arrival time
         plus the offset into the frame (the clock of decisions during the call)."""
-        if not self._arrivals or self._rate is None:
-            return time.monotonic()
-        sample = position * self._rate
-        i = max(0, bisect.bisect_right(self._starts, sample) - 1)
-        return self._arrivals[i] + (sample - self._starts[i]) / self._rate
+        timeline = self._timeline
+        return timeline.arrival_of(position * timeline.rate) if timeline and timeline.rate else time.monotonic()
 
     def time_of(self, position: float) -> float:
         """Monotonic time of the audio at ``position``, on the smoothed clock (see the module's note)."""
-        if not self._arrivals or self._rate is None:
-            return time.monotonic()
-        starts, stamps, offsets = self._indexed()
-        sample = position * self._rate
-        i = max(0, int(np.searchsorted(starts, sample, side="right")) - 1)
-        stamp = float(stamps[i]) + (sample - float(starts[i])) / self._rate
-        first = int(np.searchsorted(stamps, stamps[i] - SMOOTHING_SECONDS, side="left"))
-        last = int(np.searchsorted(stamps, stamps[i] + SMOOTHING_SECONDS, side="right"))
-        return stamp + float(np.median(offsets[first:last]))
+        timeline = self._timeline
+        return timeline.time_of(position * timeline.rate) if timeline and timeline.rate else time.monotonic()
 
     def timed_segments(self) -> list[tuple[float, float | None]]:
         """Every segment as ``(start, end)`` in monotonic time (smoothed); ``end`` None if it goes on."""
         return [(self.time_of(s.start), None if s.end is None else self.time_of(s.end)) for s in self.segments]
-
-    def _indexed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._arrays is None:
-            stamps = np.array(self._stamps)
-            # Timestamps only grow (the stream's timeline is monotonic), so a window is a slice.
-            self._arrays = (np.array(self._starts, dtype=np.float64), stamps, np.array(self._arrivals) - stamps)
-        return self._arrays
 
     # --- waiting ----------------------------------------------------------------------
 

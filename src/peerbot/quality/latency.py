@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import ConfigurationError
 from ..media.app_source import AudioSource
 from ..media.frames import AudioFrame
+from .arrivals import ArrivalTimeline
 
 __all__ = ["LatencyProbe", "LatencyResult", "MarkerDetector", "SentMarker", "chirp"]
 
@@ -259,10 +260,7 @@ class MarkerDetector:
         self._templates: list[np.ndarray] = []
         self._pcm = np.zeros(0)
         self._base = 0  # stream sample index of self._pcm[0]
-        self._fed = 0
-        self._starts: list[int] = []  # per frame: stream sample index, RTP-timeline seconds, arrival
-        self._stamps: list[float] = []
-        self._arrivals: list[float] = []
+        self._timeline = ArrivalTimeline(_SMOOTHING_SECONDS)
         self._hits: dict[int, tuple[int, float]] = {}  # code -> (stream sample index, score) of its last hit
         self._found: list[tuple[int, int, float]] = []  # (code, stream sample index, score)
 
@@ -271,15 +269,8 @@ class MarkerDetector:
         if self._rate is None:
             self._rate = frame.sample_rate
             self._templates = [t / np.linalg.norm(t) for t in (chirp(c, frame.sample_rate) for c in range(len(CHIRPS_HZ)))]
-        stamp = frame.timestamp
-        if self._stamps and stamp <= self._stamps[-1] + 1e-6:
-            # Pieces of one resampled frame share its timestamp: place them one after another.
-            stamp = self._stamps[-1] + (self._fed - self._starts[-1]) / self._rate
-        self._starts.append(self._fed)
-        self._stamps.append(stamp)
-        self._arrivals.append(arrived_at)
+        self._timeline.add(frame.timestamp, frame.samples, frame.sample_rate, arrived_at)
         self._pcm = np.concatenate([self._pcm, frame.data.astype(np.float64).mean(axis=0)])
-        self._fed += frame.samples
         if len(self._pcm) >= len(self._templates[0]) + _HOP_SECONDS * self._rate:
             self._search()
 
@@ -288,17 +279,7 @@ class MarkerDetector:
         if self._rate is None:
             return []
         self._search()
-        stamps, arrivals = np.array(self._stamps), np.array(self._arrivals)
-        offsets = arrivals - stamps
-        out = []
-        for code, at, score in self._found:
-            frame = bisect.bisect_right(self._starts, at) - 1
-            stamp = float(stamps[frame]) + (at - self._starts[frame]) / self._rate
-            # Timestamps only grow (the stream's timeline is monotonic), so the window is a slice.
-            first = int(np.searchsorted(stamps, stamps[frame] - _SMOOTHING_SECONDS, side="left"))
-            last = int(np.searchsorted(stamps, stamps[frame] + _SMOOTHING_SECONDS, side="right"))
-            out.append((code, stamp + float(np.median(offsets[first:last])), score))
-        return out
+        return [(code, self._timeline.time_of(at), score) for code, at, score in self._found]
 
     def _search(self) -> None:
         assert self._rate is not None
