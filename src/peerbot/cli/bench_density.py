@@ -608,19 +608,11 @@ async def run_density(plan: _Plan, server_processes: int = 1) -> int:
     for line in summary_lines(figures) + goal_lines(figures):
         console.print(line, markup=False)
     if plan.as_json:
-        print(json.dumps(_finite(figures)), flush=True)
+        from ..quality.report import json_safe
+
+        print(json.dumps(json_safe(figures)), flush=True)
     return 0
 
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities as null: strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _counts(text: str) -> list[int]:

@@ -249,7 +249,9 @@ def _finish(args: argparse.Namespace, console: Console, script: Any, results: li
                   "script": str(script.source or script.name), "summary": summary,
                   "conversations": [r.to_dict() for r in results], "thresholds": [c.to_dict() for c in checks],
                   "report": report}
-        print(json.dumps(_finite(record), default=str), flush=True)
+        from ..quality.report import json_safe
+
+        print(json.dumps(json_safe(record), default=str), flush=True)
     return status
 
 
@@ -298,13 +300,4 @@ def _print_summary(console: Console, summary: dict[str, Any], measured: int) -> 
                   + (f", {summary['conversations_failed']:.0f} of {summary['conversations']:.0f} conversations"
                      if summary["conversations"] > 1 else ""))
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 

@@ -191,15 +191,8 @@ async def _load(args: argparse.Namespace) -> int:
         status = 0 if result.ok and not failed_checks else 1
     if as_json:
         record = {**result.to_dict(), "thresholds": [r.to_dict() for r in results], "exit_status": status}
-        print(json.dumps(_finite(record)))
+        from ..quality.report import json_safe
+
+        print(json.dumps(json_safe(record)))
     return status
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

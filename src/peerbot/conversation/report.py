@@ -7,13 +7,13 @@ on top: the summary, a timeline of who spoke when, and the latency of each turn,
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from ..quality.html import render_html
+from ..quality.report import json_safe
 from ..quality.thresholds import CheckResult, format_value
 from .results import OVER_TURNS, SUMMARY_METRICS, ConversationResult, TurnResult, summarize_turns
 from .script import EXPECT_EVENTS
@@ -41,7 +41,7 @@ def write_conversation_report(path_stem: str | Path, conversations: Sequence[Con
               "thresholds": [r.to_dict() for r in results], "conversations": [{**c.to_dict(), "history": c.history} for c in conversations]}
     json_path, html_path = Path(f"{stem}.json"), Path(f"{stem}.html")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(_finite(record), indent=1, allow_nan=False, default=str) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(json_safe(record), indent=1, allow_nan=False, default=str) + "\n", encoding="utf-8")
     html_path.write_text(render_conversation_html(conversations, meta=meta, results=results), encoding="utf-8")
     return json_path, html_path
 
@@ -211,12 +211,3 @@ def _latency_chart(conversations: Sequence[ConversationResult]) -> str:
             "</svg><figcaption>Latency per turn: voice to voice (green), barge-in stop (orange), ms.</figcaption>"
             "</figure>")
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from .. import __version__
 from ..quality.html import render_html
-from ..quality.report import SCHEMA, report_meta
+from ..quality.report import SCHEMA, json_safe, report_meta
 from ..quality.thresholds import CheckResult
 from .decoded import DECODED_FIGURES
 from .live import LIMITED_NOTE, SERVER_NOTE
@@ -41,7 +40,7 @@ def write_load_report(stem: str | Path, result: Any, results: Sequence[CheckResu
                        source=result.config.source, video=result.config.video,
                        generator_limited=result.generator_limited, interrupted=result.interrupted)
     rows = [p.row() for p in result.participants]
-    record = _jsonable({"schema": SCHEMA, "meta": {"peerbot_version": __version__, **meta}, "summary": result.summary,
+    record = json_safe({"schema": SCHEMA, "meta": {"peerbot_version": __version__, **meta}, "summary": result.summary,
                         "history": result.history, "thresholds": [r.to_dict() for r in results],
                         "errors": result.errors, "workers": [w.to_dict() for w in result.workers],
                         "participants": rows})
@@ -90,12 +89,3 @@ def _num(value: Any) -> str:
         return "–"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value

@@ -19,7 +19,7 @@ from .. import __version__
 from .html import render_html
 from .thresholds import CheckResult
 
-__all__ = ["SCHEMA", "codecs_of", "report_meta", "write_report"]
+__all__ = ["SCHEMA", "codecs_of", "json_safe", "report_meta", "write_report"]
 
 SCHEMA = "peerbot.report/1"
 """The ``schema`` field of every JSON report: bumped when a field changes meaning."""
@@ -86,3 +86,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, all the way down: strict JSON (``allow_nan=False``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
