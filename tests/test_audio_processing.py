@@ -19,7 +19,7 @@ from peerbot.media.frames import AudioFrame
 from peerbot.media.microphone import Microphone
 from peerbot.media.speaker import Speaker
 
-from audio_device import ROOM, VirtualAudioUnavailable, virtual_audio_device
+from audio_device import ROOM, SINK, VirtualAudioUnavailable, virtual_audio_device
 from conftest import SAMPLES
 from media_checks import dominant_frequency
 
@@ -273,6 +273,28 @@ async def test_microphone_unplugged_mid_capture_goes_on_with_silence(audio):
     assert not np.any(after[-1].to_ndarray()), "after the device went away the frames are silent"
     pts = [f.pts for f in first + after]
     assert pts == sorted(pts) and len(set(pts)) == len(pts)
+
+
+async def test_microphone_whose_device_stalls_without_ending_is_lost_after_a_second_and_goes_on_with_silence(audio):
+    # A suspended sink: its monitor stops delivering but PortAudio's stream never finishes (what an
+    # ALSA stream that recovered from an overrun after its PulseAudio stream was killed does).
+    mic = Microphone(audio.device)
+    loop = asyncio.get_running_loop()
+    try:
+        with audio.play_tone(440):
+            [await asyncio.wait_for(mic.recv(), timeout=5) for _ in range(10)]
+            audio.pactl("suspend-sink", SINK, "1")
+            stalled = loop.time()
+            while mic.device_error is None and loop.time() - stalled < 5:
+                frame = await asyncio.wait_for(mic.recv(), timeout=5)
+            lost_after = loop.time() - stalled
+            after = [await asyncio.wait_for(mic.recv(), timeout=5) for _ in range(10)]
+    finally:
+        audio.pactl("suspend-sink", SINK, "0")
+        mic.stop()
+    assert mic.device_error is not None and "stopped delivering audio" in mic.device_error
+    assert 0.9 <= lost_after < 3.0
+    assert not np.any(frame.to_ndarray()) and not any(np.any(f.to_ndarray()) for f in after)
 
 
 async def test_speaker_unplugged_mid_play_drops_the_rest_at_real_time_and_returns(audio):

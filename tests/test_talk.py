@@ -169,19 +169,22 @@ def test_talk_with_a_device_unplugged_mid_call_says_so_and_goes_on(audio, tmp_pa
     unplugged = []
 
     def unplug_after_a_second() -> None:
-        time.sleep(2.0)  # connected and talking by then
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:  # the recording starts once connected
+            time.sleep(0.05)
+        time.sleep(1.5)  # talking by then
         unplugged.append(audio.unplug("source-output") + audio.unplug("sink-input"))
 
     with audio.play_tone(1000, seconds=10, amplitude=0.15, sink=ROOM):
         threading.Thread(target=unplug_after_a_second, daemon=True).start()
-        status = main(["talk", "-i", audio.device, "-o", audio.device, "--local", "--duration", "4",
+        status = main(["talk", "-i", audio.device, "-o", audio.device, "--local", "--duration", "5",
                        "--record", str(path)])
     out = capsys.readouterr().out
     assert unplugged == [2]
     assert status == 0, out
     assert "audio input device 'pulse' stopped delivering audio (unplugged?); sending silence; the call goes on" in out
     assert "audio output device 'pulse' stopped playing" in out
-    assert "hung up after --duration 4 s" in out
+    assert "hung up after --duration 5 s" in out
     you = read_stereo(path)[:, 0]
     assert rms(you[: RATE]) > 300 and rms(you[-RATE:]) == 0  # talking, then the silence of a lost microphone
 

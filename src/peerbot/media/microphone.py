@@ -20,6 +20,10 @@ from .devices import call_in_loop, device_info, import_sounddevice, resolve_devi
 log = logging.getLogger(__name__)
 
 FRAME_SECONDS = 0.020
+# No audio for this long from a started device is a lost device: an ALSA stream whose PulseAudio
+# stream was killed may recover from an "overrun" and then sit silent without ever finishing.
+STALL_SECONDS = 1.0
+START_SECONDS = 5.0  # the same for the first audio after start: a loaded PulseAudio can be slow to begin
 _LOST = object()  # queued when the device stops under us: recv() carries on with silence
 
 
@@ -40,8 +44,9 @@ class Microphone(MediaStreamTrack):
     ``audio_processing``); ``stream_delay_ms`` overrides the delay estimated from the devices'
     latencies. ``processing`` shares an ``AudioProcessing`` made by the application instead.
 
-    A device that stops delivering (unplugged) does not end the track: ``device_error`` says what
-    happened, a warning is logged, and ``recv()`` goes on with silence at the same pace.
+    A device that stops delivering (unplugged, or no audio for ``STALL_SECONDS``) does not end the
+    track: ``device_error`` says what happened, a warning is logged, and ``recv()`` goes on with
+    silence at the same pace (audio the device delivers after that is dropped).
     """
 
     kind = "audio"
@@ -121,13 +126,28 @@ class Microphone(MediaStreamTrack):
             self._start()
         if self.device_error is not None and self._queue.empty():
             return await self._silence()
-        item = await self._queue.get()
+        item = await self._next_item()
         if item is None:
             raise MediaStreamError
         if item is _LOST:
             return await self._silence()
         pts, chunk = item
         return self._frame(pts, chunk)
+
+    async def _next_item(self) -> Any:
+        """The next queued item; the device is lost when it delivers nothing for ``STALL_SECONDS``."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait({getter}, timeout=STALL_SECONDS if self._next_pts else START_SECONDS)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        self._lost()  # queues _LOST unless stop() is under way
+        return await self._queue.get()
 
     def _frame(self, pts: int, chunk: np.ndarray) -> av.AudioFrame:
         frame = av.AudioFrame.from_ndarray(
@@ -218,7 +238,7 @@ class Microphone(MediaStreamTrack):
             return chunk.copy()
 
     def _push(self, chunk: np.ndarray, overflow: bool) -> None:
-        if self.readyState != "live":
+        if self.readyState != "live" or self.device_error is not None:
             return
         self.device_overflows += overflow
         if self._queue.full():
