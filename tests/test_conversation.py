@@ -191,6 +191,8 @@ def test_the_sample_script_fails_its_barge_in_with_an_agent_that_keeps_talking_a
     (["{good}", "--parallel", "0"], "expected a whole number from 1 to 16"),
     (["{good}", "--parallel", "²"], "expected a whole number from 1 to 16"),  # was "invalid _parallel value"
     (["{good}", "--parallel", "٣"], "expected a whole number from 1 to 16"),  # was run as 3
+    (["{good}", "--think-time", "61"], "expected at most 60 seconds"),  # the bound of serve --think-time
+    (["{good}", "--endpointing", "-1"], "expected a number of seconds >= 0"),
 ])
 def test_converse_refuses_bad_scripts_and_options_with_exit_2_and_one_line(tmp_path, args, says):
     (tmp_path / "bad.toml").write_text('[[turns]]\nsay = "Hi"\ntimeout = "soon"\n')

@@ -7,6 +7,7 @@ import fcntl
 import io
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -187,6 +188,19 @@ def test_talk_with_a_device_unplugged_mid_call_says_so_and_goes_on(audio, tmp_pa
     assert "hung up after --duration 5 s" in out
     you = read_stereo(path)[:, 0]
     assert rms(you[: RATE]) > 300 and rms(you[-RATE:]) == 0  # talking, then the silence of a lost microphone
+
+
+def test_call_with_the_microphone_cancels_the_echo_of_what_play_plays_when_asked(audio, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    with audio.play_tone(1000, seconds=10, amplitude=0.15, sink=ROOM):
+        status = main(["call", "--local", "--source", "mic", "--mic-device", audio.device, "--echo-cancellation",
+                       "--play", "--speaker-device", audio.device, "--duration", "3"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "sending audio: mic (echo cancellation)" in out
+    reference = re.search(r"echo canceller: ([0-9.]+) s of the speaker as reference, stream delay (\d+) ms", out)
+    assert reference is not None, out
+    assert float(reference[1]) >= 1.5  # the speaker's playback reached the canceller as its reference
 
 
 class Terminal:

@@ -73,7 +73,7 @@ async def _call(args: argparse.Namespace) -> int:
             )
             console.print(f"Calling {target.description}")
             probe = " with latency markers" if media.probe is not None else ""
-            console.print(f"  sending audio: {args.source}{probe}   video: {args.video}")
+            console.print(f"  sending audio: {media.source_text}{probe}   video: {args.video}")
             started = time.monotonic()
             try:
                 await hang_up.run(session.start())
@@ -109,7 +109,7 @@ async def _call(args: argparse.Namespace) -> int:
     else:
         summary.exit_status, summary.end_reason = 0, held.end_reason or "the session ended"
     console.print(f"Call ended after {summary.duration_s:.1f} s: {shown(summary.end_reason)}")
-    console.print(f"  sent:     {summary.packets_sent} RTP packets ({shown(args.source)}, video {shown(args.video)})")
+    console.print(f"  sent:     {summary.packets_sent} RTP packets ({shown(media.source_text)}, video {shown(args.video)})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames;"
                   f" events {shown(dict(got.events) or 'none')}")
     console.print(f"  {summary.quality()}")

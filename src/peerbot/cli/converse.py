@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import textwrap
 import time
@@ -26,6 +25,7 @@ from rich.text import Text
 from ..errors import ConfigurationError, PeerbotError
 from ..quality.cli import report_stem
 from ..quality.thresholds import Threshold, check, format_value
+from .options import agent_seconds
 from .signals import HangUpSignal
 from .text import shown
 
@@ -50,16 +50,6 @@ def _parallel(text: str) -> int:
     return int(text)
 
 
-def _agent_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value <= 10):
-        raise argparse.ArgumentTypeError(f"must be 0 to 10 seconds, got {text!r}")
-    return value
-
-
 def _threshold(text: str) -> Threshold:
     from ..conversation.thresholds import conversation_threshold
 
@@ -80,9 +70,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help=f"run N conversations at once, each with its own results (1–{MAX_PARALLEL})")
     p.add_argument("--json", action="store_true", help="no live view; the results as one JSON object on stdout")
     p.add_argument("--local", action="store_true", help="use the embedded server even if ORGA_API_KEY is set")
-    p.add_argument("--think-time", type=_agent_seconds, default=None, metavar="S",
+    p.add_argument("--think-time", type=agent_seconds, default=None, metavar="S",
                    help="the embedded agent's think time before it answers (default 0.7)")
-    p.add_argument("--endpointing", type=_agent_seconds, default=None, metavar="S",
+    p.add_argument("--endpointing", type=agent_seconds, default=None, metavar="S",
                    help="the silence after which the embedded agent takes the turn (default 0.5)")
     p.add_argument("--agent-keeps-talking", action="store_true",
                    help="the embedded agent does not stop when talked over (to see a barge-in test fail)")

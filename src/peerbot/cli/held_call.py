@@ -80,9 +80,19 @@ async def hold_call(session: Any, media: Media, got: Received, summary: CallSumm
     return HeldCall(ending, started, started_at, ended, error, end_reason, pair, codecs, history)
 
 
+def echo_canceller_line(processing: Any) -> str | None:
+    """What the microphone's echo canceller had to work with, for the end summary (None when off)."""
+    if processing is None or not processing.echo_cancellation:
+        return None
+    return (f"  echo canceller: {processing.reference_seconds:.1f} s of the speaker as reference,"
+            f" stream delay {processing.stream_delay_ms} ms")
+
+
 def finish_call(args: argparse.Namespace, summary: CallSummary, held: HeldCall, media: Media, console: Console,
                 with_whom: str) -> int:
     """The report and thresholds of a held call (``--report``, ``--assert``), then the summary: the exit status."""
+    if (line := echo_canceller_line(getattr(media.source, "processing", None))) is not None:
+        console.print(line)
     meta = report_meta(summary.command, with_whom, started_at=held.started_at, duration_s=summary.duration_s,
                        candidate_pair=held.candidate_pair, codecs=held.codecs,
                        impairment=str(media.impair) if media.impair else None)

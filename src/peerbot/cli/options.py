@@ -18,6 +18,9 @@ def add_media_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="tone", metavar="mic|tone[:HZ]|silence|none|FILE[:loop]",
                    help="audio to send (default: a 440 Hz tone)")
     p.add_argument("--mic-device", help="microphone name or index (see 'peerbot devices')")
+    for name, what in PROCESSING_OPTIONS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true",
+                       help=f"with --source mic: {what} (libwebrtc's, pip install 'peerbot[desktop]')")
     p.add_argument("--video", default="none", metavar="pattern|none|FILE[:loop]", help="video to send")
     p.add_argument("--play", action="store_true", help="play received audio on the speaker")
     p.add_argument("--speaker-device", help="speaker name or index")
@@ -25,6 +28,12 @@ def add_media_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=seconds, default=None, metavar="S", help="hang up after S seconds")
     p.add_argument("--json", action="store_true",
                    help="print the end summary as one JSON object on stdout (the rest goes to stderr)")
+
+
+# The microphone's audio processing, off by default here (``peerbot talk`` turns it all on).
+PROCESSING_OPTIONS = {"echo_cancellation": "cancel the echo of what --play plays",
+                      "noise_suppression": "suppress steady background noise",
+                      "auto_gain": "even out the microphone's level"}
 
 
 def add_reconnect_option(p: argparse.ArgumentParser) -> None:
@@ -76,11 +85,33 @@ def seconds(text: str) -> float:
     return value
 
 
+def delay(text: str) -> float:
+    """A finite number of seconds >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def agent_seconds(text: str) -> float:
+    """The embedded voice agent's think time or endpointing: 0 to its maximum (argparse type)."""
+    from ..local.voice_agent import MAX_SECONDS  # the agent's own bound, imported only where it is used
+
+    value = delay(text)
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SECONDS:g} seconds, got {text!r}")
+    return value
+
+
 @dataclass
 class Media:
     """What the options asked for, opened: sources, the speaker, where to record, ICE servers."""
 
     source: Any = None
+    source_text: str = ""  # --source as the user gave it, with the microphone's processing named
     video: Any = None
     speaker: Any = None  # a Speaker when --play
     record: str | None = None
@@ -122,7 +153,13 @@ def open_media(args: argparse.Namespace) -> Media:
 
             device = args.speaker_device
             media.speaker = Speaker(device=int(device) if device and device.isdigit() else device)
-        media.source = audio_source(args.source, args.mic_device)
+        processing = {name: True for name in PROCESSING_OPTIONS if getattr(args, name, False)}
+        if processing and args.source != "mic":
+            given = ", ".join(f"--{name.replace('_', '-')}" for name in processing)
+            raise ConfigurationError(f"{given}: only with --source mic (the microphone's audio processing)")
+        media.source = audio_source(args.source, args.mic_device, **processing)
+        named = ", ".join(name.replace("_", " ") for name in processing)
+        media.source_text = f"{args.source} ({named})" if named else args.source
         media.video = video_source(args.video)
         if getattr(args, "latency_probe", False):
             from ..quality import LatencyProbe

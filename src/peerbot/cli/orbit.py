@@ -101,7 +101,7 @@ async def _call(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"{args.user} is this command's own user: call someone else, or pick --as NAME")
         console.print(f"Calling {_who(callee)}, {call_type} call")
         probe = " with latency markers" if media.probe is not None else ""
-        console.print(f"  sending audio: {args.source}{probe}   video: {args.video}")
+        console.print(f"  sending audio: {media.source_text}{probe}   video: {args.video}")
         session = orbit.call(callee.id, media.audio, media.video, type=call_type, ring_timeout=args.ring_timeout,
                              metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
                              impair=media.impair, **target.call_kwargs)
@@ -137,7 +137,7 @@ async def _answer(args: argparse.Namespace) -> int:
                               " --no-demo waits for you instead)")
         wait = f" (up to {args.ring_timeout:g} s)" if args.ring_timeout else ""
         console.print(f"Waiting for {'call ' + args.call_id if args.call_id else 'a call'}{wait}")
-        console.print(f"  answering with audio: {args.source}   video: {args.video}")
+        console.print(f"  answering with audio: {media.source_text}   video: {args.video}")
         session = orbit.answer(media.audio, media.video, call_id=args.call_id,
                                ring_timeout=args.ring_timeout,  # None (no --ring-timeout): wait until Ctrl-C
                                metrics_interval=args.metrics_interval, record=args.record, reconnect=args.reconnect,
@@ -196,7 +196,7 @@ async def _hold_call(session: OrbitCall, args: argparse.Namespace, console: Cons
         summary.end_reason = held.error or held.end_reason or "the call ended"
     video = f", {got.video_frames} video frames" if session.type == "video" else ""
     console.print(f"Call ended after {summary.duration_s:.1f} s: {shown(summary.end_reason)}")
-    console.print(f"  sent:     {summary.packets_sent} RTP packets ({args.source}, video {args.video})")
+    console.print(f"  sent:     {summary.packets_sent} RTP packets ({media.source_text}, video {args.video})")
     console.print(f"  received: {got.audio_seconds:.1f} s of audio in {got.audio_frames} frames{video}")
     console.print(f"  heard:    {got.heard()}")
     console.print(f"  {summary.quality()}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import os
 import secrets
 import shlex
@@ -28,8 +27,7 @@ from ..local.orga_server import DEFAULT_PORT as ORGA_PORT
 from ..local.orga_server import MAX_TOKEN_TTL
 from ..local.orga_server import ASSISTANTS, LocalOrgaServer
 from ..local.voice_agent import DEFAULT_ENDPOINTING, DEFAULT_THINK_TIME
-from ..local.voice_agent import MAX_SECONDS as AGENT_MAX_SECONDS
-from .options import count, seconds
+from .options import agent_seconds, count, delay, seconds
 
 DEMO_USER = "alice"
 
@@ -49,14 +47,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     orga.add_argument("--api-key", action="append", dest="api_keys",
                       help="accepted API key (repeatable; default: $ORGA_API_KEY or a generated one)")
     orga.add_argument("--token-ttl", type=seconds, default=60.0, help="ephemeral token lifetime in seconds")
-    orga.add_argument("--echo-delay", type=_delay, default=0.2, help="seconds before the echo assistant replays audio")
+    orga.add_argument("--echo-delay", type=delay, default=0.2, help="seconds before the echo assistant replays audio")
     orga.add_argument("--assistant", choices=ASSISTANTS, default="echo",
                       help="who answers calls: 'echo' plays the caller's audio back; 'agent' waits for the end of"
                            " the caller's turn, thinks, then says what it recognised (default echo)")
-    orga.add_argument("--endpointing", type=_agent_seconds, metavar="S",
+    orga.add_argument("--endpointing", type=agent_seconds, metavar="S",
                       help="agent: seconds of silence after the caller's speech that end a turn"
                            f" (default {DEFAULT_ENDPOINTING:g})")
-    orga.add_argument("--think-time", type=_agent_seconds, metavar="S",
+    orga.add_argument("--think-time", type=agent_seconds, metavar="S",
                       help=f"agent: seconds from the end of a turn to the start of the reply (default {DEFAULT_THINK_TIME:g})")
     orga.add_argument("--no-barge-in", dest="barge_in", action="store_false",
                       help="agent: play every reply to its end, even when the caller talks over it")
@@ -88,25 +86,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0 picks a free one), got {text!r}")
     return int(text)
 
-
-
-def _delay(text: str) -> float:
-    """A finite number of seconds >= 0 (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _agent_seconds(text: str) -> float:
-    """A finite number of seconds from 0 to the voice agent's maximum (argparse type)."""
-    value = _delay(text)
-    if value > AGENT_MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"expected at most {AGENT_MAX_SECONDS:g} seconds, got {text!r}")
-    return value
 
 
 def _agent_options(args: argparse.Namespace) -> list[str]:

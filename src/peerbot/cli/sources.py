@@ -7,14 +7,15 @@ from typing import Any
 from ..errors import ConfigurationError
 
 
-def audio_source(spec: str, mic_device: str | None = None) -> Any:
-    """``mic``, ``tone[:HZ]``, ``silence``, ``none`` or a media file path (``FILE`` or ``FILE:loop``)."""
+def audio_source(spec: str, mic_device: str | None = None, **processing: bool) -> Any:
+    """``mic``, ``tone[:HZ]``, ``silence``, ``none`` or a media file path (``FILE`` or ``FILE:loop``);
+    ``processing`` (``echo_cancellation``…) goes to the ``Microphone``."""
     from .. import media
 
     if spec == "none":
         return None
     if spec == "mic":
-        return media.Microphone(device=_device(mic_device))
+        return media.Microphone(device=_device(mic_device), **processing)
     if spec == "silence":
         return media.Silence()
     if spec.startswith("tone"):

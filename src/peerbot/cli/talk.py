@@ -32,6 +32,7 @@ from rich.text import Text
 from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
+from .held_call import echo_canceller_line
 from .options import seconds
 from .signals import HangUpSignal, Interrupted
 from .text import shown
@@ -159,9 +160,8 @@ def _print_summary(console: Console, outgoing: Outgoing, assistant: LevelMeter, 
                    recording: StereoRecording | None, path: Path | None) -> None:
     console.print(f"  you: {outgoing.sent_seconds:.1f} s sent ({outgoing.silenced_seconds:.1f} s of it muted);"
                   f" assistant: {assistant.seconds:.1f} s heard")
-    if processing is not None and processing.echo_cancellation:
-        console.print(f"  echo canceller: {processing.reference_seconds:.1f} s of the speaker as reference,"
-                      f" stream delay {processing.stream_delay_ms} ms")
+    if (line := echo_canceller_line(processing)) is not None:
+        console.print(line)
     if recording is not None:
         console.print(f"  recorded {recording.seconds:.1f} s to {shown(path)} (stereo: left you, right the assistant)")
 
