@@ -7,15 +7,17 @@ from typing import Any
 from ..errors import ConfigurationError
 
 
-def audio_source(spec: str, mic_device: str | None = None, **processing: bool) -> Any:
+def audio_source(spec: str, mic_device: str | None = None, *, echo_cancellation: bool = False,
+                 noise_suppression: bool = False, auto_gain: bool = False) -> Any:
     """``mic``, ``tone[:HZ]``, ``silence``, ``none`` or a media file path (``FILE`` or ``FILE:loop``);
-    ``processing`` (``echo_cancellation``…) goes to the ``Microphone``."""
+    the processing flags go to the ``Microphone``."""
     from .. import media
 
     if spec == "none":
         return None
     if spec == "mic":
-        return media.Microphone(device=_device(mic_device), **processing)
+        return media.Microphone(device=_device(mic_device), echo_cancellation=echo_cancellation,
+                                noise_suppression=noise_suppression, auto_gain=auto_gain)
     if spec == "silence":
         return media.Silence()
     if spec.startswith("tone"):
