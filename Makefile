@@ -36,7 +36,7 @@ test-debs:
 ## Real UDP, real codecs and real devices on a shared machine: a test that fails is run again
 ## (at most twice, shown as R in the summary) before the run is red; run pytest alone to see every failure.
 test: install test-debs typecheck
-	$(BIN)/pytest -ra -n 2 --dist loadgroup --reruns 2 --reruns-delay 1
+	$(BIN)/pytest -raR -n 2 --dist loadgroup --reruns 2 --reruns-delay 1
 
 ## make typecheck: mypy over src/ (strict flags on the public modules, see pyproject.toml).
 typecheck: install
