@@ -126,6 +126,7 @@ class Measured:
     link: dict[str, dict[str, int]]  # the impairment's counters per direction ({} when none)
     pattern_fps: float  # what peerbot's TestPattern really produced per second
     chromium_rendered: VideoRenderStats  # peerbot's meter over the frames that reached a sink in Chromium
+    page_stalls: int  # times the page's thread was held up >= 100 ms while it timed those frames
 
 
 async def measure(page: Any, case: Case) -> Measured:
@@ -141,7 +142,7 @@ async def measure(page: Any, case: Case) -> Measured:
         started, first_count = time.monotonic(), pattern.count
         await asyncio.sleep(RUN_SECONDS)
         live = {"peerbot": await peerbot_figures(peer), "chromium": await page.evaluate("figures()")}
-        rendered = await page.evaluate("renderedFrames()")
+        rendered, page_stalls = await page.evaluate("[renderedFrames(), pageStalls()]")
         pattern_fps = (pattern.count - first_count) / (time.monotonic() - started)
         # Our tracks' owner stops them: aiortc's senders stop sending RTP, their RTCP goes on.
         tone.stop()
@@ -158,7 +159,7 @@ async def measure(page: Any, case: Case) -> Measured:
     finally:
         await peer.close()
         await page.evaluate("hangup()")
-    return Measured(case, live, settled, link, pattern_fps, meter_over(rendered))
+    return Measured(case, live, settled, link, pattern_fps, meter_over(rendered), page_stalls)
 
 
 def meter_over(rendered: list[dict[str, Any]]) -> VideoRenderStats:
@@ -293,7 +294,7 @@ def print_table(results: dict[str, Measured]) -> None:
         shown = m.chromium_rendered
         print(f"  video to Chromium: {cv['inbound'].get('framesPerSecond')} fps (pattern {m.pattern_fps:.1f}),"
               f" freezes {cv['inbound'].get('freezeCount')} (peerbot's meter over the {shown.framesRendered} frames"
-              f" at the sink: {shown.freezeCount}), decoded {cv['inbound'].get('framesDecoded')}"
+              f" at the sink: {shown.freezeCount}; page stalls {m.page_stalls}), decoded {cv['inbound'].get('framesDecoded')}"
               f" nack {cv['inbound'].get('nackCount')} retx {cv['inbound'].get('retransmittedPacketsReceived')}")
         print(f"  video to peerbot: {pv['inbound'].get('framesPerSecond')} fps (Chromium sends"
               f" {cv['outbound'].get('framesPerSecond')}), freezes {pv['inbound'].get('freezeCount')},"
@@ -413,7 +414,9 @@ def test_peerbots_freeze_meter_counts_the_freezes_libwebrtc_counts_on_the_same_f
     chromium = m.live["chromium"]["video"]["inbound"]
     ours = m.chromium_rendered
     assert ours.framesRendered >= 0.5 * PATTERN_FPS * RUN_SECONDS, ours  # the page did present them
-    assert abs(ours.freezeCount - chromium["freezeCount"]) <= FREEZE_TOLERANCE, (ours, chromium)
+    # A stall of the page's own thread delays the frames it times: at most one extra freeze each.
+    tolerance = FREEZE_TOLERANCE + m.page_stalls
+    assert abs(ours.freezeCount - chromium["freezeCount"]) <= tolerance, (ours, chromium, m.page_stalls)
 
 
 @pytest.mark.parametrize("name", NO_LOSS)
