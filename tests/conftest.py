@@ -36,6 +36,13 @@ _MARKER_OF_MODULE = {"browser": "chromium", "turn_server": "turn", "audio_device
 _MARKER_OF_FIXTURE = {"node_sdk": "node"}
 
 
+def is_rerun(request: pytest.FixtureRequest) -> bool:
+    """Whether this is ``make test`` running a failed test again (pytest-rerunfailures): a fixture
+    that measures once for many tests measures afresh for it, or the rerun would re-read the very
+    figures that failed."""
+    return getattr(request.node, "execution_count", 1) > 1
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         function = getattr(item, "function", None)

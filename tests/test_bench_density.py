@@ -13,6 +13,8 @@ import pytest
 
 from peerbot.cli.bench_figures import density_figures
 
+from conftest import is_rerun
+
 PEERBOT = [sys.executable, "-m", "peerbot.cli.main"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("ORGA_", "ORBIT_"))}
 TINY = ["bench", "density", "--modes", "peerbot,aiortc", "--steps-peerbot", "10", "--steps-aiortc", "2",
@@ -20,13 +22,23 @@ TINY = ["bench", "density", "--modes", "peerbot,aiortc", "--steps-peerbot", "10"
 GOALS = {"participants_per_core", "ratio_to_aiortc", "rss_kb_per_participant_at_300", "setup_p95_ms_20_joins"}
 
 
-@pytest.fixture(scope="session")  # once per worker: xdist may interleave other files between its tests
-def figures() -> dict:
+def run_tiny_bench() -> dict:
     """One tiny real run: a step per mode, an RSS step at 20, 20 joins at once three ways."""
     result = subprocess.run([*PEERBOT, *TINY], capture_output=True, text=True, timeout=150, env=ENV)
     print(result.stderr)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)  # stdout is the JSON object alone
+
+
+@pytest.fixture(scope="session")  # once per worker: xdist may interleave other files between its tests
+def figures_once() -> dict:
+    return run_tiny_bench()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest, figures_once: dict) -> dict:
+    """The run shared by the tests; a test run again gets a run of its own."""
+    return run_tiny_bench() if is_rerun(request) else figures_once
 
 
 def test_density_json_holds_each_modes_only_step_and_the_ratio_is_theirs(figures):

@@ -38,6 +38,7 @@ from peerbot.media import TestPattern, Tone
 from peerbot.media.receive_stats import VideoRenderMeter, VideoRenderStats
 
 from browser import chromium_page
+from conftest import is_rerun
 
 RUN_SECONDS = 10.0  # media flowing before the live figures are read: jitter and RTT have settled
 STOP_FLIGHT_SECONDS = 0.5  # after the senders stop: the last packets (80 ms delay at most) have landed
@@ -203,14 +204,13 @@ async def settle(peer: Peer, page: Any) -> dict[str, Any]:
     return settled
 
 
-@pytest.fixture(scope="session")  # once per worker: xdist may interleave other files between its tests
-def measured() -> dict[str, Measured]:
-    """All cases, one after another on one Chromium page (its own event loop: run once)."""
+def measure_cases(cases: list[Case]) -> dict[str, Measured]:
+    """The cases, one after another on one Chromium page (its own event loop: run once)."""
 
     async def run_all() -> dict[str, Measured]:
         console: list[str] = []
         async with chromium_page("stats_peer.html", console=console) as page:
-            results = {case.name: await measure(page, case) for case in CASES}
+            results = {case.name: await measure(page, case) for case in cases}
         errors = [m for m in console if "error" in m.lower()]
         assert not errors, errors
         return results
@@ -218,6 +218,20 @@ def measured() -> dict[str, Measured]:
     results = asyncio.run(run_all())
     print_table(results)
     return results
+
+
+@pytest.fixture(scope="session")  # once per worker: xdist may interleave other files between its tests
+def measured_once() -> dict[str, Measured]:
+    return measure_cases(list(CASES))
+
+
+@pytest.fixture
+def measured(request: pytest.FixtureRequest, measured_once: dict[str, Measured]) -> dict[str, Measured]:
+    """Every case, measured once for all the tests; a test run again measures its own case afresh."""
+    if not is_rerun(request):
+        return measured_once
+    name = request.node.callspec.params["name"]
+    return {**measured_once, **measure_cases([case for case in CASES if case.name == name])}
 
 
 # --- reading the figures -----------------------------------------------------------------
