@@ -241,6 +241,10 @@ def serve(*argv: str) -> int | str | None:
     (["--think-time", "0.3", "--no-barge-in"], "--think-time, --no-barge-in tune the voice agent"),
     (["--assistant", "agent", "--reflect"], "--assistant agent does not go with --reflect"),
     (["--assistant", "agent", "--orbit"], "--assistant agent does not go with --orbit"),
+    (["--assistant", "agent", "--echo-delay", "0.5"], "--echo-delay tunes the echo assistant: it does nothing with"
+                                                      " --assistant agent"),
+    (["--reflect", "--echo-delay", "0.5"], "--echo-delay tunes the echo assistant: it does nothing with --reflect"),
+    (["--orbit", "--echo-delay", "0"], "--echo-delay tunes the echo assistant: it does nothing with --orbit"),
 ])
 def test_serve_refuses_bad_agent_flags_with_one_error_line_and_exit_2(argv, message, capsys):
     assert serve(*argv) == 2
@@ -259,5 +263,9 @@ def test_serve_hands_the_agent_flags_to_the_server(monkeypatch, capsys):
     assert serve("--assistant", "agent", "--endpointing", "0.25", "--think-time", "1.5", "--no-barge-in") == 2
     assert "recorded" in capsys.readouterr().err
     assert (given["assistant"], given["endpointing"], given["think_time"], given["barge_in"]) == ("agent", 0.25, 1.5, False)
+    given.clear()
+    assert serve("--echo-delay", "0.5") == 2 and given["echo_delay"] == 0.5 and given["assistant"] == "echo"
+    given.clear()
+    assert serve() == 2 and given["echo_delay"] == 0.2  # the echo assistant's default
     assert serve() == 2
     assert (given["assistant"], given["endpointing"], given["think_time"], given["barge_in"]) == ("echo", 0.5, 0.7, True)

@@ -24,7 +24,7 @@ from ..ice_servers import IceServer, InvalidIceServer, ice_server_from_text
 from ..local.orbit_server import DEFAULT_PORT as ORBIT_PORT
 from ..local.orbit_server import LocalOrbitServer
 from ..local.orga_server import DEFAULT_PORT as ORGA_PORT
-from ..local.orga_server import MAX_TOKEN_TTL
+from ..local.orga_server import DEFAULT_ECHO_DELAY, MAX_TOKEN_TTL
 from ..local.orga_server import ASSISTANTS, LocalOrgaServer
 from ..local.voice_agent import DEFAULT_ENDPOINTING, DEFAULT_THINK_TIME
 from .options import agent_seconds, count, delay, seconds
@@ -47,7 +47,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     orga.add_argument("--api-key", action="append", dest="api_keys",
                       help="accepted API key (repeatable; default: $ORGA_API_KEY or a generated one)")
     orga.add_argument("--token-ttl", type=seconds, default=60.0, help="ephemeral token lifetime in seconds")
-    orga.add_argument("--echo-delay", type=delay, default=0.2, help="seconds before the echo assistant replays audio")
+    orga.add_argument("--echo-delay", type=delay, default=None, metavar="S",
+                      help=f"seconds before the echo assistant replays audio (default {DEFAULT_ECHO_DELAY:g})")
     orga.add_argument("--assistant", choices=ASSISTANTS, default="echo",
                       help="who answers calls: 'echo' plays the caller's audio back; 'agent' waits for the end of"
                            " the caller's turn, thinks, then says what it recognised (default echo)")
@@ -95,6 +96,9 @@ def _agent_options(args: argparse.Namespace) -> list[str]:
              *([] if args.barge_in else ["--no-barge-in"])]
     if args.assistant == "agent" and (args.orbit or args.reflect):
         raise ConfigurationError(f"--assistant agent does not go with {'--orbit' if args.orbit else '--reflect'}")
+    if args.echo_delay is not None and (args.assistant == "agent" or args.reflect or args.orbit):
+        other = "--orbit" if args.orbit else "--reflect" if args.reflect else "--assistant agent"
+        raise ConfigurationError(f"--echo-delay tunes the echo assistant: it does nothing with {other}")
     if args.assistant != "agent" and given:
         flags = [flag for flag in given if flag.startswith("--")]
         raise ConfigurationError(f"{', '.join(flags)} {'tunes' if len(flags) == 1 else 'tune'} the voice agent:"
@@ -129,7 +133,8 @@ async def _serve_orga(args: argparse.Namespace, port: int, ice: list[IceServer])
         secrets.token_bytes(32) if shared else None)
     async with LocalOrgaServer(args.host, port, api_keys=api_keys, ice_servers=ice, turn_urls=args.turn_urls,
                                turn_secret=args.turn_secret, token_ttl=args.token_ttl,
-                               echo_delay=args.echo_delay, reflect=args.reflect, assistant=args.assistant,
+                               echo_delay=DEFAULT_ECHO_DELAY if args.echo_delay is None else args.echo_delay,
+                               reflect=args.reflect, assistant=args.assistant,
                                endpointing=DEFAULT_ENDPOINTING if args.endpointing is None else args.endpointing,
                                think_time=DEFAULT_THINK_TIME if args.think_time is None else args.think_time,
                                barge_in=args.barge_in,
@@ -152,7 +157,8 @@ async def _child(args: argparse.Namespace, port: int, api_keys: tuple[str, ...],
                  secret: bytes | None) -> asyncio.subprocess.Process:
     """One more process serving ``port`` with the same keys and token secret (handed over in the environment)."""
     argv = [sys.executable, "-m", "peerbot.cli.main", "serve", "--host", args.host, "--port", str(port),
-            "--reuse-port", "--token-ttl", str(args.token_ttl), "--echo-delay", str(args.echo_delay),
+            "--reuse-port", "--token-ttl", str(args.token_ttl),
+            *(["--echo-delay", repr(args.echo_delay)] if args.echo_delay is not None else []),
             "--max-calls", str(args.max_calls), *(["--reflect"] if args.reflect else []),
             "--assistant", args.assistant, *_agent_options(args)]
     for server in args.ice_server:

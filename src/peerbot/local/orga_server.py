@@ -52,6 +52,7 @@ API_KEY_PREFIX = "orga_local_"
 DEFAULT_PORT = 8765
 MAX_BODY_SIZE = 256 * 1024
 MAX_TOKEN_TTL = 3600.0  # the default cap on a token's lifetime
+DEFAULT_ECHO_DELAY = 0.2  # seconds before the echo assistant replays what it heard
 MIN_EXPIRES_IN = 1.0  # a client's ``expires_in`` below this makes a token dead on arrival
 DEMO_USER_EMAIL = "you@peerbot.local"
 ASSISTANTS = ("echo", "agent")
@@ -100,7 +101,7 @@ class LocalOrgaServer(Listener):
         api_keys: Iterable[str] | None = None,
         token_ttl: float = 60.0,
         max_token_ttl: float = MAX_TOKEN_TTL,
-        echo_delay: float = 0.2,
+        echo_delay: float = DEFAULT_ECHO_DELAY,
         turn_urls: str | Sequence[str] | None = None,
         turn_secret: str | None = None,
         turn_ttl: float = 86400.0,
