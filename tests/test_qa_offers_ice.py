@@ -193,6 +193,11 @@ def test_local_orga_server_refuses_an_out_of_range_ice_port_when_configured() ->
     (["--turn-secret", "s3cret"], "--turn-secret needs --turn-url too"),
     (["--token-ttl", "nan"], "argument --token-ttl"),
     (["--echo-delay", "-1"], "argument --echo-delay: expected a number of seconds >= 0"),
+    # An option of the other server is refused, not ignored.
+    (["--orbit", "--api-key", "k"], "--api-key is an Orga option: it does nothing with --orbit"),
+    (["--orbit", "--token-ttl", "5", "--max-calls", "3"], "--token-ttl, --max-calls are Orga options: they do nothing"),
+    (["--ring-timeout", "5"], "--ring-timeout is an Orbit option: add --orbit"),
+    (["--no-demo", "--secret-key", "sk_x"], "--secret-key, --no-demo are Orbit options: add --orbit"),
 ])
 def test_serve_with_a_bad_setting_exits_2_with_one_line_naming_the_flag(argv: list[str], message: str) -> None:
     result = run_cli("serve", "--port", "0", *argv) if "--port" not in argv else run_cli("serve", *argv)

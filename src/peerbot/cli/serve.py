@@ -78,7 +78,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="an unanswered call is missed after S seconds (default 30)")
     orbit.add_argument("--no-demo", dest="demo", action="store_false",
                        help=f"do not host the demo user {DEMO_USER!r}, who answers every call and plays back what it hears")
-    p.set_defaults(run=run)
+    # Each server's own options, so that one given to the other server is refused, not ignored.
+    p.set_defaults(run=run, server_options={"Orga": _options_of(orga), "Orbit": _options_of(orbit)})
+
+
+def _options_of(group: argparse._ArgumentGroup) -> list[tuple[str, str, Any]]:
+    """(option as typed, dest, default) of each visible option of an argparse group."""
+    return [(action.option_strings[0], action.dest, action.default) for action in group._group_actions
+            if action.help != argparse.SUPPRESS]
+
+
+def _check_server_options(args: argparse.Namespace) -> None:
+    """Refuse an option of the server that is not being run."""
+    other = "Orga" if args.orbit else "Orbit"
+    given = [option for option, dest, default in args.server_options[other] if getattr(args, dest) != default]
+    if given:
+        verb = "is an Orga option" if len(given) == 1 else "are Orga options"
+        if not args.orbit:
+            verb = verb.replace("Orga", "Orbit")
+        fix = ("it does" if len(given) == 1 else "they do") + " nothing with --orbit" if args.orbit else "add --orbit"
+        raise ConfigurationError(f"{', '.join(given)} {verb}: {fix}")
 
 
 def _port(text: str) -> int:
@@ -117,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if args.token_ttl > MAX_TOKEN_TTL:
         raise ConfigurationError(f"--token-ttl must be at most {MAX_TOKEN_TTL:g} seconds, got {args.token_ttl:g}")
     _agent_options(args)
+    _check_server_options(args)
     port = args.port if args.port is not None else ORBIT_PORT if args.orbit else ORGA_PORT
     asyncio.run(_serve_orbit(args, port, ice) if args.orbit else _serve_orga(args, port, ice))
     return 0
