@@ -64,6 +64,8 @@ BAD = {
     "unknown option": (["call", "--bogus"], "unrecognized arguments: --bogus"),
     "echo cancellation of a tone": (["call", "--echo-cancellation"],
                                     "--echo-cancellation: only with --source mic"),
+    "microphone without --source mic": (["call", "--mic-device", "pulse"], "--mic-device: only with --source mic"),
+    "speaker without --play": (["orbit", "call", "bob", "--speaker-device", "0"], "--speaker-device: only with --play"),
     "noise suppression of a file": (["orbit", "answer", "--source", "samples/hello.wav", "--noise-suppression",
                                      "--auto-gain"], "--noise-suppression, --auto-gain: only with --source mic"),
     "benchmark of no sessions": (["bench", "setup", "--sessions", "0"], "argument --sessions: expected a whole number"),

@@ -141,6 +141,14 @@ class Media:
 
 def open_media(args: argparse.Namespace) -> Media:
     """Check every media option and open the devices and files, or raise ``ConfigurationError``."""
+    processing = {name: True for name in PROCESSING_OPTIONS if getattr(args, name, False)}
+    if processing and args.source != "mic":
+        given = ", ".join(f"--{name.replace('_', '-')}" for name in processing)
+        raise ConfigurationError(f"{given}: only with --source mic (the microphone's audio processing)")
+    if args.mic_device is not None and args.source != "mic":
+        raise ConfigurationError("--mic-device: only with --source mic (the microphone to send from)")
+    if args.speaker_device is not None and not args.play:
+        raise ConfigurationError("--speaker-device: only with --play (the speaker to play the received audio on)")
     media = Media(record=args.record, ice_servers=ice_servers(getattr(args, "ice_server", None)),
                   impair=network_impairment(args))
     try:
@@ -153,10 +161,6 @@ def open_media(args: argparse.Namespace) -> Media:
 
             device = args.speaker_device
             media.speaker = Speaker(device=int(device) if device and device.isdigit() else device)
-        processing = {name: True for name in PROCESSING_OPTIONS if getattr(args, name, False)}
-        if processing and args.source != "mic":
-            given = ", ".join(f"--{name.replace('_', '-')}" for name in processing)
-            raise ConfigurationError(f"{given}: only with --source mic (the microphone's audio processing)")
         media.source = audio_source(args.source, args.mic_device, **processing)
         named = ", ".join(name.replace("_", " ") for name in processing)
         media.source_text = f"{args.source} ({named})" if named else args.source
