@@ -93,11 +93,10 @@ def _check_server_options(args: argparse.Namespace) -> None:
     other = "Orga" if args.orbit else "Orbit"
     given = [option for option, dest, default in args.server_options[other] if getattr(args, dest) != default]
     if given:
-        verb = "is an Orga option" if len(given) == 1 else "are Orga options"
-        if not args.orbit:
-            verb = verb.replace("Orga", "Orbit")
-        fix = ("it does" if len(given) == 1 else "they do") + " nothing with --orbit" if args.orbit else "add --orbit"
-        raise ConfigurationError(f"{', '.join(given)} {verb}: {fix}")
+        one = len(given) == 1
+        what = f"is an {other} option" if one else f"are {other} options"
+        fix = f"{'it does' if one else 'they do'} nothing with --orbit" if args.orbit else "add --orbit"
+        raise ConfigurationError(f"{', '.join(given)} {what}: {fix}")
 
 
 def _port(text: str) -> int:
