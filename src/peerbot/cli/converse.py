@@ -25,7 +25,7 @@ from rich.text import Text
 from ..errors import ConfigurationError, PeerbotError
 from ..quality.cli import report_stem
 from ..quality.thresholds import Threshold, check, format_value
-from .options import agent_seconds
+from .options import agent_seconds, whole_number
 from .signals import HangUpSignal
 from .text import shown
 
@@ -45,9 +45,7 @@ MAX_PARALLEL = 16
 
 
 def _parallel(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PARALLEL:  # "²" is a digit too
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_PARALLEL}, got {text!r}")
-    return int(text)
+    return whole_number(text, lambda n: 1 <= n <= MAX_PARALLEL, f"expected a whole number from 1 to {MAX_PARALLEL}")
 
 
 def _threshold(text: str) -> Threshold:

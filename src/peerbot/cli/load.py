@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import signal
 import sys
 import textwrap
@@ -22,8 +21,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from ..quality.thresholds import check
-from .options import count, impairment, seconds
-from .serve import _port
+from .options import count, impairment, number, port, seconds
 
 EXIT_STATUS = ("exit status: 0 every participant connected and held, 1 a participant failed, a worker died or a"
                " threshold failed, 2 bad usage or settings, 130/143 SIGINT/SIGTERM (everything is hung up first)")
@@ -44,24 +42,14 @@ JSON_HELP = ("--json, or stdout not a terminal: no live view; the summary is one
 
 def _percent(text: str) -> float:
     """``5%``, ``5`` or ``0.5%``: a share of the participants, from 0 to 100 (argparse type)."""
-    try:
-        value = float(text.strip().removesuffix("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage such as 5% or 0.5%, got {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value <= 100):
-        raise argparse.ArgumentTypeError(f"must be from 0% to 100%, got {text!r}")
-    return value
+    return number(text, lambda v: 0 <= v <= 100, "expected a percentage such as 5% or 0.5%",
+                  "must be from 0% to 100%", parse=lambda t: float(t.strip().removesuffix("%")))
 
 
 def _rate(text: str) -> float:
     """A positive, finite number of participants per second (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected participants per second, e.g. 10 or 0.5, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be more than 0 participants per second, got {text!r}")
-    return value
+    return number(text, lambda v: v > 0, "expected participants per second, e.g. 10 or 0.5",
+                  "must be more than 0 participants per second")
 
 
 def _report(text: str) -> str:
@@ -117,7 +105,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--reflect", action="store_true",
                    help="the local Orga server reflects RTP back without transcoding (the far side is no bottleneck)")
     p.add_argument("--impair", type=impairment, metavar="SPEC", help="impair every participant's network both ways")
-    p.add_argument("--prometheus-port", type=_port, metavar="P", help="serve live metrics on :P/metrics (0: any port)")
+    p.add_argument("--prometheus-port", type=port, metavar="P", help="serve live metrics on :P/metrics (0: any port)")
     p.add_argument("--report", metavar="STEM", type=_report, help="write STEM.json, STEM.csv (a row per participant), STEM.html")
     p.add_argument("--assert", dest="assertions", metavar="EXPR", action="append", type=_threshold, default=None,
                    help='a threshold the load summary must meet, e.g. "setup_p95<=500ms" (repeatable)')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ..engine.impairment import Impairment, NetworkImpairment
@@ -67,33 +68,44 @@ def network_impairment(args: argparse.Namespace) -> NetworkImpairment | None:
     return network if network is not None and network.active else None
 
 
+def whole_number(text: str, ok: Callable[[int], bool], expected: str) -> int:
+    """``text`` as a whole number that ``ok`` accepts, else argparse's error ``expected, got 'text'``."""
+    if not (text.isascii() and text.isdigit()) or not ok(int(text)):  # "²" is a digit too
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
+    return int(text)
+
+
+def number(text: str, ok: Callable[[float], bool], expected: str, out_of_range: str | None = None, *,
+           parse: Callable[[str], float] = float) -> float:
+    """``text`` as a finite number that ``ok`` accepts, else argparse's error: ``expected`` for what
+    does not parse, ``out_of_range`` (default: the same) for what ``ok`` refuses."""
+    try:
+        value = parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"{out_of_range or expected}, got {text!r}")
+    return value
+
+
 def count(text: str) -> int:
     """A whole number >= 1 (argparse type)."""
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # "²" is a digit too
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
+    return whole_number(text, lambda n: n >= 1, "expected a whole number of at least 1")
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535 (argparse type)."""
+    return whole_number(text, lambda n: n <= 65535, "expected a port from 0 to 65535 (0 picks a free one)")
 
 
 def seconds(text: str) -> float:
     """A positive, finite number of seconds (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
-    return value
+    return number(text, lambda v: v > 0, "expected a number of seconds", "must be more than 0 seconds")
 
 
 def delay(text: str) -> float:
     """A finite number of seconds >= 0 (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
+    return number(text, lambda v: v >= 0, "expected a number of seconds >= 0")
 
 
 def agent_seconds(text: str) -> float:

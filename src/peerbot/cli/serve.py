@@ -27,7 +27,7 @@ from ..local.orga_server import DEFAULT_PORT as ORGA_PORT
 from ..local.orga_server import DEFAULT_ECHO_DELAY, MAX_TOKEN_TTL
 from ..local.orga_server import ASSISTANTS, LocalOrgaServer
 from ..local.voice_agent import DEFAULT_ENDPOINTING, DEFAULT_THINK_TIME
-from .options import agent_seconds, count, delay, seconds
+from .options import agent_seconds, count, delay, port, seconds
 
 DEMO_USER = "alice"
 
@@ -37,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                           " answers calls), or with --orbit the Orbit-compatible one")
     p.add_argument("--orbit", action="store_true", help="run the Orbit-compatible server (users, tokens, calls)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=None,
+    p.add_argument("--port", type=port, default=None,
                    help=f"port (default {ORGA_PORT}, {ORBIT_PORT} with --orbit; 0 picks a free one)")
     p.add_argument("--ice-server", action="append", default=[], metavar="JSON|URL",
                    help='ICE server handed to clients, e.g. stun:host:3478 or {"urls": …} (repeatable)')
@@ -97,14 +97,6 @@ def _check_server_options(args: argparse.Namespace) -> None:
         what = f"is an {other} option" if one else f"are {other} options"
         fix = f"{'it does' if one else 'they do'} nothing with --orbit" if args.orbit else "add --orbit"
         raise ConfigurationError(f"{', '.join(given)} {what}: {fix}")
-
-
-def _port(text: str) -> int:
-    """A TCP port, 0 (any free one) to 65535 (argparse type)."""
-    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0 picks a free one), got {text!r}")
-    return int(text)
-
 
 
 def _agent_options(args: argparse.Namespace) -> list[str]:

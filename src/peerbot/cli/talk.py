@@ -33,7 +33,7 @@ from ..errors import ConfigurationError, PeerbotError
 from ..orga import events as ev
 from ..orga.params import MODELS, VOICES
 from .held_call import echo_canceller_line
-from .options import seconds
+from .options import seconds, whole_number
 from .signals import HangUpSignal, Interrupted
 from .text import shown
 
@@ -73,9 +73,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def _stream_delay(text: str) -> int:
     from ..media.audio_processing import MAX_STREAM_DELAY_MS
 
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_STREAM_DELAY_MS:
-        raise argparse.ArgumentTypeError(f"expected whole milliseconds from 0 to {MAX_STREAM_DELAY_MS}, got {text!r}")
-    return int(text)
+    return whole_number(text, lambda ms: ms <= MAX_STREAM_DELAY_MS,
+                        f"expected whole milliseconds from 0 to {MAX_STREAM_DELAY_MS}")
 
 
 def run(args: argparse.Namespace) -> int:
