@@ -136,17 +136,11 @@ class Microphone(MediaStreamTrack):
 
     async def _next_item(self) -> Any:
         """The next queued item; the device is lost when it delivers nothing for ``STALL_SECONDS``."""
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        getter = asyncio.ensure_future(self._queue.get())
-        try:
-            await asyncio.wait({getter}, timeout=STALL_SECONDS if self._next_pts else START_SECONDS)
-        finally:
-            if not getter.done():
-                getter.cancel()
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        self._lost()  # queues _LOST unless stop() is under way
+        try:  # no task per frame: a timed-out get leaves any item in the queue
+            async with asyncio.timeout(STALL_SECONDS if self._next_pts else START_SECONDS):
+                return await self._queue.get()
+        except TimeoutError:
+            self._lost()  # queues _LOST unless stop() is under way
         return await self._queue.get()
 
     def _frame(self, pts: int, chunk: np.ndarray) -> av.AudioFrame:
